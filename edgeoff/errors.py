@@ -1,0 +1,39 @@
+"""The one exception tree of edgeoff.
+
+    EdgeoffError
+    ├── ScenarioError      a scenario file or model is invalid (file, field, reason)
+    ├── TraceError         the LANL failure data is unreadable, malformed, or names an unknown node
+    ├── PredictionError    an availability predictor cannot be fitted or used
+    ├── DecisionError      the decision engine cannot decide (e.g. no feasible site)
+    └── EvaluationError    the offline evaluation was asked for something that does not exist
+
+Commands turn any EdgeoffError into a one-line message and exit code 2.
+"""
+
+
+class EdgeoffError(Exception):
+    """Base of every error edgeoff raises on purpose."""
+
+
+class ScenarioError(EdgeoffError):
+    """A scenario file or model is invalid."""
+
+
+class TraceError(EdgeoffError):
+    """The LANL failure data is unreadable or malformed, or a node does not exist."""
+
+
+class PredictionError(EdgeoffError):
+    """An availability predictor cannot be fitted or used."""
+
+
+class DecisionError(EdgeoffError):
+    """The decision engine cannot decide."""
+
+
+class NoFeasibleSolution(DecisionError):
+    """Every action of the current state failed (Algorithm 2, Q is empty)."""
+
+
+class EvaluationError(EdgeoffError):
+    """The offline evaluation was asked for something that does not exist."""

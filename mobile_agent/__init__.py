@@ -1,0 +1,1 @@
+"""mobile_agent: see README (live system, issue 3)."""

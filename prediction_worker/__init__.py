@@ -1,0 +1,1 @@
+"""prediction_worker: see README (live system, issue 3)."""

@@ -1,0 +1,1 @@
+"""site_daemon: see README (live system, issue 3)."""
