@@ -1,0 +1,318 @@
+"""Scenario as data: sites, links, power, task classes, applications and datasets.
+
+A scenario is a human-editable TOML file validated by frozen pydantic models. `load_scenario()` turns any
+problem into one `ScenarioError` naming the file, the field and the reason. `Scenario.arrays()` compiles the
+model into the numpy arrays that the cost model, the engines and the simulator use.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from edgeoff.errors import ScenarioError
+
+__all__ = [
+    "SITE_TYPES",
+    "App",
+    "Decision",
+    "Detection",
+    "Link",
+    "NetworkArrays",
+    "Power",
+    "Scenario",
+    "Simulation",
+    "Site",
+    "Task",
+    "TaskClass",
+    "default_scenario",
+    "load_scenario",
+]
+
+SiteType = Literal["MD", "ED", "EC", "ER", "CD"]
+SITE_TYPES: tuple[SiteType, ...] = ("MD", "ED", "EC", "ER", "CD")
+SiteId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]  # also safe as an MQTT topic level
+Positive = Annotated[float, Field(gt=0)]
+NonNegative = Annotated[float, Field(ge=0)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Site(_Model):
+    id: SiteId
+    type: SiteType
+    mips: Positive
+    memory_gb: Positive
+    storage_gb: Positive
+
+
+class Link(_Model):
+    """A symmetric link; `between` names two site ids or two site types."""
+
+    between: tuple[str, str]
+    bandwidth_kbps: Positive
+    latency_ms: NonNegative
+    jitter_mean_ms: NonNegative = 0.0
+    jitter_std_ms: NonNegative = 0.0
+
+
+class Power(_Model):
+    """The phone's power per phase (W) and its battery (J)."""
+
+    upload_w: Positive
+    download_w: Positive
+    compute_w: Positive
+    idle_w: NonNegative
+    battery_j: Positive
+
+
+class Detection(_Model):
+    heartbeat_ms: Positive = 150.0
+    missed_heartbeats: Annotated[int, Field(ge=1)] = 10
+
+    @property
+    def detection_s(self) -> float:
+        """Seconds from a site's failure to the detector's verdict."""
+        return self.heartbeat_ms * self.missed_heartbeats / 1000.0
+
+
+class Simulation(_Model):
+    trace_hours_per_app: Positive = 1.0
+    prediction_window_h: Positive = 24.0
+
+
+class Decision(_Model):
+    discount: Annotated[float, Field(ge=0, lt=1)] = 0.96
+    time_weight_per_s: NonNegative = 1.0
+    energy_weight_per_j: NonNegative = 1.0
+
+
+class TaskClass(_Model):
+    """Uniform ranges [low, high] of instructions (MI), input and output sizes (KB)."""
+
+    mi: tuple[NonNegative, NonNegative]
+    input_kb: tuple[NonNegative, NonNegative]
+    output_kb: tuple[NonNegative, NonNegative]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TaskClass:
+        for name in ("mi", "input_kb", "output_kb"):
+            low, high = getattr(self, name)
+            if low > high:
+                raise ValueError(f"{name}: low {low} is above high {high}")
+        return self
+
+
+class Task(_Model):
+    name: str
+    memory_gb: Positive
+    class_: str = Field(alias="class")
+    offloadable: bool
+    after: tuple[str, ...] = ()
+
+
+class App(_Model):
+    name: str
+    probability: Annotated[float, Field(ge=0, le=1)]
+    tasks: tuple[Task, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _acyclic_in_order(self) -> App:
+        seen: set[str] = set()
+        for task in self.tasks:
+            if task.name in seen:
+                raise ValueError(f"task {task.name!r} appears twice")
+            for pred in task.after:
+                if pred not in seen:
+                    raise ValueError(
+                        f"task {task.name!r} runs after {pred!r}, which is not listed before it "
+                        "(list tasks in a topological order)"
+                    )
+            seen.add(task.name)
+        return self
+
+    @cached_property
+    def levels(self) -> tuple[int, ...]:
+        """DAG level of each task: 0 for sources, else 1 + the deepest predecessor's level."""
+        index = {t.name: i for i, t in enumerate(self.tasks)}
+        level: list[int] = []
+        for task in self.tasks:
+            level.append(1 + max((level[index[p]] for p in task.after), default=-1))
+        return tuple(level)
+
+    @cached_property
+    def sources(self) -> tuple[int, ...]:
+        """Index of the predecessor whose site holds each task's input (-1: the phone).
+
+        The input comes from the deepest predecessor (the last listed on ties): that is the MDP state.
+        """
+        index = {t.name: i for i, t in enumerate(self.tasks)}
+        out: list[int] = []
+        for task in self.tasks:
+            preds = [index[p] for p in task.after]
+            out.append(max(preds, key=lambda i: (self.levels[i], i)) if preds else -1)
+        return tuple(out)
+
+
+@dataclass(frozen=True)
+class NetworkArrays:
+    """Pairwise link properties, shape (S, S), symmetric, zero time on the diagonal.
+
+    bandwidth_kbps is +inf on the diagonal (no transfer); latency and jitter are in seconds.
+    """
+
+    bandwidth_kbps: np.ndarray
+    latency_s: np.ndarray
+    jitter_mean_s: np.ndarray
+    jitter_std_s: np.ndarray
+
+    @property
+    def expected_latency_s(self) -> np.ndarray:
+        return self.latency_s + self.jitter_mean_s
+
+
+class Scenario(_Model):
+    name: str
+    description: str = ""
+    sites: tuple[Site, ...] = Field(min_length=2)
+    links: tuple[Link, ...]
+    power: Power
+    detection: Detection = Detection()
+    simulation: Simulation = Simulation()
+    decision: Decision = Decision()
+    task_classes: dict[str, TaskClass]
+    apps: tuple[App, ...] = Field(min_length=1)
+    datasets: dict[str, dict[str, str]]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Scenario:
+        ids = [s.id for s in self.sites]
+        if len(set(ids)) != len(ids):
+            raise ValueError("site ids must be unique")
+        if [s.type for s in self.sites].count("MD") != 1:
+            raise ValueError("exactly one site must be the mobile device (type MD)")
+        total = sum(a.probability for a in self.apps)
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"app probabilities sum to {total:g}, not 1")
+        for app in self.apps:
+            for task in app.tasks:
+                if task.class_ not in self.task_classes:
+                    raise ValueError(f"app {app.name}: task {task.name}: unknown class {task.class_!r}")
+        for name, mapping in self.datasets.items():
+            for site in mapping:
+                if site not in ids:
+                    raise ValueError(f"dataset {name}: unknown site {site!r}")
+                if site == self.mobile_id:
+                    raise ValueError(f"dataset {name}: the mobile device {site!r} does not fail")
+        self.network  # noqa: B018  (every pair must have a link: fail at load time, not mid-run)
+        return self
+
+    # --- derived views -------------------------------------------------------------------------------
+
+    @property
+    def site_ids(self) -> tuple[str, ...]:
+        return tuple(s.id for s in self.sites)
+
+    @property
+    def site_types(self) -> tuple[str, ...]:
+        return tuple(s.type for s in self.sites)
+
+    @property
+    def mobile_id(self) -> str:
+        return next(s.id for s in self.sites if s.type == "MD")
+
+    @property
+    def mobile_index(self) -> int:
+        return self.site_ids.index(self.mobile_id)
+
+    @property
+    def mips(self) -> np.ndarray:
+        """Shape (S,), MIPS of each site."""
+        return np.array([s.mips for s in self.sites], dtype=float)
+
+    @property
+    def memory_gb(self) -> np.ndarray:
+        """Shape (S,), memory of each site in GB."""
+        return np.array([s.memory_gb for s in self.sites], dtype=float)
+
+    @cached_property
+    def network(self) -> NetworkArrays:
+        n = len(self.sites)
+        shape = (n, n)
+        bandwidth = np.full(shape, np.inf)
+        latency, jitter_mean, jitter_std = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+        for i, a in enumerate(self.sites):
+            for j, b in enumerate(self.sites):
+                if i == j:
+                    continue
+                link = self._link(a, b)
+                bandwidth[i, j] = link.bandwidth_kbps
+                latency[i, j] = link.latency_ms / 1000.0
+                jitter_mean[i, j] = link.jitter_mean_ms / 1000.0
+                jitter_std[i, j] = link.jitter_std_ms / 1000.0
+        return NetworkArrays(bandwidth, latency, jitter_mean, jitter_std)
+
+    def _link(self, a: Site, b: Site) -> Link:
+        by_type: Link | None = None
+        for link in self.links:
+            if set(link.between) == {a.id, b.id} and (a.id != b.id):
+                return link
+            if sorted(link.between) == sorted((a.type, b.type)):
+                by_type = link
+        if by_type is None:
+            raise ValueError(f"no link between sites {a.id!r} and {b.id!r} (types {a.type}, {b.type})")
+        return by_type
+
+    def dataset(self, name: str) -> dict[str, str]:
+        """Site id -> LANL node name of one dataset configuration."""
+        if name not in self.datasets:
+            known = ", ".join(self.datasets)
+            raise ScenarioError(f"unknown dataset {name!r} (scenario {self.name!r} has: {known})")
+        return self.datasets[name]
+
+
+def _format_validation_error(source: str, exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    field = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{source}: {field}: {err['msg']}{more}"
+
+
+def parse_scenario(text: str, *, source: str = "<scenario>") -> Scenario:
+    """Validate a scenario from TOML text; any problem is one ScenarioError naming source and field."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{source}: not valid TOML: {exc}") from None
+    try:
+        return Scenario.model_validate(raw)
+    except ValidationError as exc:
+        raise ScenarioError(_format_validation_error(source, exc)) from None
+
+
+def load_scenario(path: str | Path | None = None) -> Scenario:
+    """Load a scenario file, or the paper's default scenario when path is None."""
+    if path is None:
+        text = resources.files("edgeoff.scenarios").joinpath("paper.toml").read_text(encoding="utf-8")
+        return parse_scenario(text, source="paper.toml")
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ScenarioError(f"{p}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ScenarioError(f"{p}: not a UTF-8 text file") from None
+    return parse_scenario(text, source=str(p))
+
+
+def default_scenario() -> Scenario:
+    return load_scenario(None)
