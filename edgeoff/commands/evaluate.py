@@ -1,15 +1,151 @@
-"""`edgeoff evaluate`: the paper's whole evaluation, offline (being written)."""
+"""`edgeoff evaluate`: the paper's whole evaluation, offline, with report, plots and JSON."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
 from typing import Any
+
+from edgeoff.engines import ENGINES
+from edgeoff.errors import EvaluationError
+from edgeoff.evaluation.experiment import ExperimentConfig, forecast_errors, load_traces, run_experiment
+from edgeoff.evaluation.report import write_plots, write_report, write_results
+from edgeoff.scenario import load_scenario
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _hours(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(part) for part in _names(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of hours: {text!r}") from None
+    if not values or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"hours must be positive: {text!r}")
+    return values
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
+    return value
 
 
 def add_parser(subparsers: Any) -> None:
-    parser = subparsers.add_parser("evaluate", help="run the paper's evaluation offline")
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="run the paper's evaluation offline",
+        description="Simulate every dataset and engine; write results.json, report.md and plots to --out.",
+    )
+    parser.add_argument("--out", type=Path, default=Path("results"), help="output folder (default: results)")
+    parser.add_argument("--datasets", type=_names, help="comma-separated (default: all of the scenario)")
+    parser.add_argument("--engines", type=_names, default=tuple(ENGINES), help="comma-separated (default: all)")
+    parser.add_argument("--apps", type=_positive, default=1000, help="application runs per repetition")
+    parser.add_argument("--reps", type=_positive, default=100, help="repetitions")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--scenario", type=Path, help="scenario TOML file (default: the paper's)")
+    parser.add_argument("--lanl", type=Path, help="raw LANL CSV (.csv or .csv.xz); default: the packaged table")
+    parser.add_argument(
+        "--trace-hours",
+        type=_hours,
+        help="trace hours per application run, comma-separated; the first is the main setting "
+        "(default: the scenario's, then a tenth of it)",
+    )
+    parser.add_argument("--workers", type=_positive, default=os.cpu_count() or 1, help="processes")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise NotImplementedError
+    started = time.perf_counter()
+    scenario = load_scenario(args.scenario)
+    datasets = args.datasets or tuple(scenario.datasets)
+    for name in datasets:
+        scenario.dataset(name)  # unknown dataset: one-line error before anything is written
+    unknown = [e for e in args.engines if e not in ENGINES]
+    if unknown:
+        raise EvaluationError(f"unknown engine(s) {', '.join(unknown)} (known: {', '.join(ENGINES)})")
+    hours = args.trace_hours or (scenario.simulation.trace_hours_per_app, scenario.simulation.trace_hours_per_app / 10)
+    config = ExperimentConfig(datasets, tuple(args.engines), args.apps, args.reps, args.seed, hours, args.workers)
+    traces = load_traces(scenario, datasets, args.lanl)
+
+    total = len(datasets) * len(config.engines) * len(hours)
+    results = _run_with_progress(scenario, config, traces, total, quiet=args.quiet)
+    errors = forecast_errors(traces, scenario.simulation.prediction_window_h)
+    seconds = time.perf_counter() - started
+    config_record = {
+        "scenario": str(args.scenario) if args.scenario else "paper (default)",
+        "failure_data": str(args.lanl) if args.lanl else "packaged LANL node table",
+        "datasets": list(datasets),
+        "engines": list(config.engines),
+        "apps": config.apps,
+        "reps": config.reps,
+        "seed": config.seed,
+        "trace_hours_per_app": list(hours),
+        "prediction_window_h": scenario.simulation.prediction_window_h,
+        "discount": scenario.decision.discount,
+        "detection_s": scenario.detection.detection_s,
+    }
+    _write_all(args.out, config_record, results, errors, seconds)
+    _print_table(results, hours[0])
+    print(f"wrote {args.out}/results.json, report.md and plots in {seconds:.1f} s")
+    return 0
+
+
+def _run_with_progress(
+    scenario: Any, config: ExperimentConfig, traces: Any, total: int, *, quiet: bool
+) -> list[dict[str, Any]]:
+    if quiet:
+        return run_experiment(scenario, config, traces)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("[bold]evaluate"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.description}"))
+    with Progress(*columns, transient=True) as progress:
+        task = progress.add_task("", total=total)
+
+        def done(record: dict[str, Any]) -> None:
+            progress.update(task, advance=1, description=f"{record['dataset']} {record['engine']}")
+
+        return run_experiment(scenario, config, traces, on_done=done)
+
+
+def _write_all(out: Path, config: dict[str, Any], results: list[dict[str, Any]], errors: list[dict[str, Any]], seconds: float) -> None:
+    """Write everything into a temporary folder beside --out, then move the files in: never half-written."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        write_results(staging / "results.json", config, results, {"forecast_errors": errors, "seconds": seconds})
+        write_report(staging / "report.md", config, results, errors, seconds)
+        write_plots(staging, results, config["trace_hours_per_app"][0])
+        out.mkdir(exist_ok=True)
+        for item in staging.iterdir():
+            os.replace(item, out / item.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _print_table(results: list[dict[str, Any]], hours: float) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"edgeoff evaluate ({hours:g} trace h per application run)")
+    for column in ("dataset", "engine", "RT (s)", "battery (%)", "availability (%)", "failures/1000"):
+        table.add_column(column, justify="right")
+    for r in results:
+        if r["trace_hours_per_app"] != hours:
+            continue
+        table.add_row(
+            r["dataset"], r["engine"], f"{r['rt_s']['mean']:.1f}", f"{r['battery_pct']['mean']:.3f}",
+            f"{r['availability_pct']['mean']:.2f}", f"{r['failures_per_1000_apps']:.1f}",
+        )
+    Console().print(table)
