@@ -42,7 +42,8 @@ def _benefit(x: np.ndarray, feasible: np.ndarray) -> np.ndarray:
     lo = np.where(feasible, x, np.inf).min(axis=1, keepdims=True)
     hi = np.where(feasible, x, -np.inf).max(axis=1, keepdims=True)
     span = np.where(hi > lo, hi - lo, 1.0)
-    return np.clip((hi - x) / span, 0.0, 1.0)
+    benefit: np.ndarray = np.clip((hi - x) / span, 0.0, 1.0)
+    return benefit
 
 
 def kubehybrid_scores(

@@ -1,7 +1,8 @@
 """Cost model: response time and the phone's energy for running a task on site b after site a.
 
 A task has instructions `mi` (MI), an input of `input_kb` and an output of `output_kb` (KB). Run on site b
-when its input sits on site a (the site of its source predecessor; the phone for an application's first tasks):
+when its input sits on site a (the site of its source predecessor; the phone for an application's first
+tasks):
 
 - upload:    input_kb / bandwidth[a, b] + latency[a, b]   (nothing when a == b)
 - execution: mi / mips[b]
@@ -9,7 +10,8 @@ when its input sits on site a (the site of its source predecessor; the phone for
              returns to the phone, which needs it (UI, next local task).
 
 The phone's power per phase: upload p_u when the phone sends (a is the phone), p_d when it receives (b is the
-phone), p_i while two remote sites talk; execution p_c locally, p_i while a remote site computes; download p_d.
+phone), p_i while two remote sites talk; execution p_c locally, p_i while a remote site computes;
+download p_d.
 An offload to a site that is down fails after the detector's verdict (10 x 150 ms), charged at p_u when the
 phone was sending and at p_i otherwise.
 
@@ -87,15 +89,31 @@ class CostModel:
         `latency_s` overrides the expected latency, shape (S, S) or (N, S, S) (sampled jitter).
         """
         lat = self.latency_s if latency_s is None else latency_s
-        mi, input_kb, output_kb = (np.asarray(x, dtype=float)[:, None, None] for x in (mi, input_kb, output_kb))
+        mi, input_kb, output_kb = (
+            np.asarray(x, dtype=float)[:, None, None] for x in (mi, input_kb, output_kb)
+        )
         upload = input_kb / self.bandwidth_kbps + lat  # (N, S, S); 0 on the diagonal (x/inf + 0)
         execute = mi / self.mips[None, None, :]  # (N, 1, S)
         to_phone = lat[..., :, self.mobile] if lat.ndim == 3 else lat[:, self.mobile]
         download = output_kb / self.bandwidth_kbps[None, None, :, self.mobile] + to_phone[..., None, :]
         download = np.where(np.arange(self.n_sites) == self.mobile, 0.0, download)  # (N, 1, S)
         time = upload + execute + download
-        energy = upload * self.upload_power_w + execute * self.execute_power_w + download * self.download_power_w
+        energy = (
+            upload * self.upload_power_w + execute * self.execute_power_w + download * self.download_power_w
+        )
         return TaskCosts(time_s=time, energy_j=energy)
+
+    def latency_deviation(
+        self, src: np.ndarray, dst: np.ndarray, upload_extra_s: np.ndarray, download_extra_s: np.ndarray
+    ) -> TaskCosts:
+        """Extra time and energy (N,) when the upload src -> dst and the download dst -> phone take
+        `upload_extra_s` and `download_extra_s` (N,) longer than expected (sampled latency jitter)."""
+        up = np.where(src != dst, upload_extra_s, 0.0)
+        down = np.where(dst != self.mobile, download_extra_s, 0.0)
+        return TaskCosts(
+            time_s=up + down,
+            energy_j=up * self.upload_power_w[src, dst] + down * self.download_power_w,
+        )
 
     def failure(self) -> TaskCosts:
         """Cost of one failed offload attempt by the state it was sent from: shape (1, S, 1)."""

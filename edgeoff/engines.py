@@ -35,8 +35,12 @@ class Engine:
 ENGINES: dict[str, Engine] = {
     e.name: e
     for e in (
-        Engine("mdp-svr", "svr", "mdp", "next-best", description="MDP on SVR availability forecasts (proposed)"),
-        Engine("kubehybrid", "mtbf-steady-state", "score", "checkpoint", description="greedy K8s-style baseline"),
+        Engine(
+            "mdp-svr", "svr", "mdp", "next-best", description="MDP on SVR availability forecasts (proposed)"
+        ),
+        Engine(
+            "kubehybrid", "mtbf-steady-state", "score", "checkpoint", description="greedy K8s-style baseline"
+        ),
         Engine("efpo", "mtbf-reliability", "mdp", "local", 0.96, description="MTBF-driven MDP (prototype's)"),
     )
 }

@@ -177,7 +177,8 @@ class NetworkArrays:
 
     @property
     def expected_latency_s(self) -> np.ndarray:
-        return self.latency_s + self.jitter_mean_s
+        latency: np.ndarray = self.latency_s + self.jitter_mean_s
+        return latency
 
 
 class Scenario(_Model):

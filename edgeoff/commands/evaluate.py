@@ -49,12 +49,16 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("results"), help="output folder (default: results)")
     parser.add_argument("--datasets", type=_names, help="comma-separated (default: all of the scenario)")
-    parser.add_argument("--engines", type=_names, default=tuple(ENGINES), help="comma-separated (default: all)")
+    parser.add_argument(
+        "--engines", type=_names, default=tuple(ENGINES), help="comma-separated (default: all)"
+    )
     parser.add_argument("--apps", type=_positive, default=1000, help="application runs per repetition")
     parser.add_argument("--reps", type=_positive, default=100, help="repetitions")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--scenario", type=Path, help="scenario TOML file (default: the paper's)")
-    parser.add_argument("--lanl", type=Path, help="raw LANL CSV (.csv or .csv.xz); default: the packaged table")
+    parser.add_argument(
+        "--lanl", type=Path, help="raw LANL CSV (.csv or .csv.xz); default: the packaged table"
+    )
     parser.add_argument(
         "--trace-hours",
         type=_hours,
@@ -75,8 +79,13 @@ def run(args: argparse.Namespace) -> int:
     unknown = [e for e in args.engines if e not in ENGINES]
     if unknown:
         raise EvaluationError(f"unknown engine(s) {', '.join(unknown)} (known: {', '.join(ENGINES)})")
-    hours = args.trace_hours or (scenario.simulation.trace_hours_per_app, scenario.simulation.trace_hours_per_app / 10)
-    config = ExperimentConfig(datasets, tuple(args.engines), args.apps, args.reps, args.seed, hours, args.workers)
+    hours = args.trace_hours or (
+        scenario.simulation.trace_hours_per_app,
+        scenario.simulation.trace_hours_per_app / 10,
+    )
+    config = ExperimentConfig(
+        datasets, tuple(args.engines), args.apps, args.reps, args.seed, hours, args.workers
+    )
     traces = load_traces(scenario, datasets, args.lanl)
 
     total = len(datasets) * len(config.engines) * len(hours)
@@ -109,7 +118,13 @@ def _run_with_progress(
         return run_experiment(scenario, config, traces)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    columns = (TextColumn("[bold]evaluate"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.description}"))
+    columns = (
+        TextColumn("[bold]evaluate"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+    )
     with Progress(*columns, transient=True) as progress:
         task = progress.add_task("", total=total)
 
@@ -119,12 +134,20 @@ def _run_with_progress(
         return run_experiment(scenario, config, traces, on_done=done)
 
 
-def _write_all(out: Path, config: dict[str, Any], results: list[dict[str, Any]], errors: list[dict[str, Any]], seconds: float) -> None:
+def _write_all(
+    out: Path,
+    config: dict[str, Any],
+    results: list[dict[str, Any]],
+    errors: list[dict[str, Any]],
+    seconds: float,
+) -> None:
     """Write everything into a temporary folder beside --out, then move the files in: never half-written."""
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
-        write_results(staging / "results.json", config, results, {"forecast_errors": errors, "seconds": seconds})
+        write_results(
+            staging / "results.json", config, results, {"forecast_errors": errors, "seconds": seconds}
+        )
         write_report(staging / "report.md", config, results, errors, seconds)
         write_plots(staging, results, config["trace_hours_per_app"][0])
         out.mkdir(exist_ok=True)
@@ -145,7 +168,11 @@ def _print_table(results: list[dict[str, Any]], hours: float) -> None:
         if r["trace_hours_per_app"] != hours:
             continue
         table.add_row(
-            r["dataset"], r["engine"], f"{r['rt_s']['mean']:.1f}", f"{r['battery_pct']['mean']:.3f}",
-            f"{r['availability_pct']['mean']:.2f}", f"{r['failures_per_1000_apps']:.1f}",
+            r["dataset"],
+            r["engine"],
+            f"{r['rt_s']['mean']:.1f}",
+            f"{r['battery_pct']['mean']:.3f}",
+            f"{r['availability_pct']['mean']:.2f}",
+            f"{r['failures_per_1000_apps']:.1f}",
         )
     Console().print(table)

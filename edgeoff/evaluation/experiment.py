@@ -94,7 +94,9 @@ def forecast_errors(traces: dict[str, NodeTrace], window_h: float) -> list[dict[
             MTTFForecaster(trace.mttf_h, window_h),
         ):
             bt = walk_forward(daily, forecaster, train_fraction=TRAIN_FRACTION)
-            rows.append({"node": node, "forecaster": bt.name, "mae": bt.mae, "rmse": bt.rmse, "days": daily.size})
+            rows.append(
+                {"node": node, "forecaster": bt.name, "mae": bt.mae, "rmse": bt.rmse, "days": daily.size}
+            )
     return rows
 
 
@@ -124,7 +126,8 @@ def summarise(scenario: Scenario, dataset: str, engine: str, apps: int, run: Run
             sid: float(run.true_availability[:, i].mean() * 100.0) for i, sid in enumerate(scenario.site_ids)
         },
         "believed_availability_pct": {
-            sid: float(run.predicted_availability[:, i].mean() * 100.0) for i, sid in enumerate(scenario.site_ids)
+            sid: float(run.predicted_availability[:, i].mean() * 100.0)
+            for i, sid in enumerate(scenario.site_ids)
         },
     }
 
@@ -144,7 +147,11 @@ class _Job:
 
 def _run(job: _Job) -> dict[str, Any]:
     scenario = job.scenario.model_copy(
-        update={"simulation": job.scenario.simulation.model_copy(update={"trace_hours_per_app": job.trace_hours_per_app})}
+        update={
+            "simulation": job.scenario.simulation.model_copy(
+                update={"trace_hours_per_app": job.trace_hours_per_app}
+            )
+        }
     )
     run = simulate(
         scenario,
@@ -152,7 +159,10 @@ def _run(job: _Job) -> dict[str, Any]:
         get_engine(job.engine),
         apps=job.apps,
         reps=job.reps,
-        seed=(job.seed, job.dataset_index),  # not the engine: every engine meets the same workload and failures
+        seed=(
+            job.seed,
+            job.dataset_index,
+        ),  # not the engine: every engine meets the same workload and failures
     )
     record = summarise(scenario, job.dataset, job.engine, job.apps, run)
     record["trace_hours_per_app"] = job.trace_hours_per_app
@@ -165,7 +175,7 @@ def run_experiment(
     traces: dict[str, NodeTrace],
     on_done: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Simulate every (trace setting, dataset, engine); records in that order, whatever the finishing order."""
+    """Simulate every (trace setting, dataset, engine); records in that order, however they finish."""
     for name in config.engines:
         get_engine(name)
     forecasters = _fit_forecasters(traces)

@@ -11,13 +11,25 @@ __all__ = ["PUBLISHED", "write_plots", "write_report", "write_results"]
 
 # The paper's published figures (section 5.2), read from its text; None where it gives none.
 PUBLISHED: dict[tuple[str, str], dict[str, Any]] = {
-    ("DS1", "mdp-svr"): {"rt_s": 600, "battery_pct": 98.4, "availability_pct": 99.6,
-                         "distribution_pct": {"EC": 50, "CD": 0, "ER": 0.1}},
-    ("DS1", "kubehybrid"): {"rt_s": 760, "battery_pct": 98.15, "availability_pct": 98.6,
-                            "distribution_pct": {"ED": 31.7, "EC": 7.9, "ER": 17.8, "CD": 2.9}},
+    ("DS1", "mdp-svr"): {
+        "rt_s": 600,
+        "battery_pct": 98.4,
+        "availability_pct": 99.6,
+        "distribution_pct": {"EC": 50, "CD": 0, "ER": 0.1},
+    },
+    ("DS1", "kubehybrid"): {
+        "rt_s": 760,
+        "battery_pct": 98.15,
+        "availability_pct": 98.6,
+        "distribution_pct": {"ED": 31.7, "EC": 7.9, "ER": 17.8, "CD": 2.9},
+    },
     ("DS4", "mdp-svr"): {"distribution_pct": {"ED": 37, "CD": 0}},
-    ("DS4", "kubehybrid"): {"rt_s": 950, "battery_pct": 97.5, "availability_pct": 97,
-                            "distribution_pct": {"ED": 26, "CD": 15}},
+    ("DS4", "kubehybrid"): {
+        "rt_s": 950,
+        "battery_pct": 97.5,
+        "availability_pct": 97,
+        "distribution_pct": {"ED": 26, "CD": 15},
+    },
 }
 
 METRICS = (
@@ -27,7 +39,9 @@ METRICS = (
 )
 
 
-def write_results(path: Path, config: dict[str, Any], results: Sequence[dict[str, Any]], extra: dict[str, Any]) -> None:
+def write_results(
+    path: Path, config: dict[str, Any], results: Sequence[dict[str, Any]], extra: dict[str, Any]
+) -> None:
     path.write_text(json.dumps({"config": config, "results": list(results), **extra}, indent=2) + "\n")
 
 
@@ -61,14 +75,16 @@ def write_report(
         "",
         "## Response time, battery lifetime, availability",
         "",
-        "| dataset | engine | RT (s) | paper | battery (%) | paper | availability (%) | paper | failures / 1000 apps |",
+        "| dataset | engine | RT (s) | paper | battery (%) | paper | availability (%) | paper "
+        "| failures / 1000 apps |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in main:
         d, e = r["dataset"], r["engine"]
         lines.append(
             f"| {d} | {e} | {r['rt_s']['mean']:.1f} ({r['rt_s']['std']:.1f}) | {_published(d, e, 'rt_s')} "
-            f"| {r['battery_pct']['mean']:.3f} ({r['battery_pct']['std']:.3f}) | {_published(d, e, 'battery_pct')} "
+            f"| {r['battery_pct']['mean']:.3f} ({r['battery_pct']['std']:.3f}) "
+            f"| {_published(d, e, 'battery_pct')} "
             f"| {r['availability_pct']['mean']:.2f} ({r['availability_pct']['std']:.2f}) "
             f"| {_published(d, e, 'availability_pct')} | {r['failures_per_1000_apps']:.1f} |"
         )
@@ -82,17 +98,18 @@ def write_report(
     ]
     for r in main:
         pub = PUBLISHED.get((r["dataset"], r["engine"]), {}).get("distribution_pct", {})
-        cells = [
-            f"{r['distribution_pct'][t]:.1f}" + (f" ({pub[t]:g})" if t in pub else "") for t in types
-        ]
+        cells = [f"{r['distribution_pct'][t]:.1f}" + (f" ({pub[t]:g})" if t in pub else "") for t in types]
         lines.append(f"| {r['dataset']} | {r['engine']} | " + " | ".join(cells) + " |")
     if len(hours) > 1:
         lines += [
             "",
             "## Sensitivity to the trace time per application run",
             "",
-            "| dataset | engine | " + " | ".join(f"RT (s) at {h:g} h" for h in hours)
-            + " | " + " | ".join(f"failures at {h:g} h" for h in hours) + " |",
+            "| dataset | engine | "
+            + " | ".join(f"RT (s) at {h:g} h" for h in hours)
+            + " | "
+            + " | ".join(f"failures at {h:g} h" for h in hours)
+            + " |",
             "|---|---|" + "---|" * (2 * len(hours)),
         ]
         by_key = {(r["dataset"], r["engine"], r["trace_hours_per_app"]): r for r in results}
@@ -112,7 +129,9 @@ def write_report(
         rows = [row for row in forecast_errors if row["node"] == node]
         best = min(rows, key=lambda row: row["mae"])["forecaster"]
         lines.append(
-            f"| {node} | {rows[0]['days']} | " + " | ".join(f"{row['mae']:.4f}" for row in rows) + f" | {best} |"
+            f"| {node} | {rows[0]['days']} | "
+            + " | ".join(f"{row['mae']:.4f}" for row in rows)
+            + f" | {best} |"
         )
     lines += ["", "Plots: " + ", ".join(f"`{m}.png`" for m, _ in METRICS), ""]
     path.write_text("\n".join(lines))
@@ -144,7 +163,9 @@ def write_plots(out: Path, results: Sequence[dict[str, Any]], hours: float) -> N
         ax.set_xticks(x, datasets)
         ax.set_xlabel("dataset")
         ax.set_title(title)
-        lows = [by_key[(d, e)][metric]["mean"] - by_key[(d, e)][metric]["std"] for d in datasets for e in engines]
+        lows = [
+            by_key[(d, e)][metric]["mean"] - by_key[(d, e)][metric]["std"] for d in datasets for e in engines
+        ]
         if metric != "rt_s" and lows:
             ax.set_ylim(max(0.0, min(lows) - 0.5), 100.0)
         ax.legend()

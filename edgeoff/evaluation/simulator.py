@@ -4,7 +4,8 @@ Every repetition runs `apps` applications drawn from the scenario's mix; its tas
 their class ranges. The repetitions advance in lockstep: step k handles the k-th task of every repetition, so
 one numpy operation serves all repetitions (the engines' own code, batched).
 
-Time and failures. Each application run advances trace time by `trace_hours_per_app`; every failing site follows
+Time and failures. Each application run advances trace time by `trace_hours_per_app`; every failing site
+follows
 its node's two-state Markov chain (p(up->down) = 1 - exp(-dt/MTTF), p(down->up) = 1 - exp(-dt/MTTR)) stepped
 once per application run, starting from its steady state. A site's state holds for the whole run of one
 application. An offload to a site that is down fails after the detection time (10 x 150 ms); within the same
@@ -91,14 +92,22 @@ class _Workload:
 
 def _workload(scenario: Scenario, apps: int, reps: int, rng: np.random.Generator) -> _Workload:
     classes = list(scenario.task_classes)
-    rows = []  # one row per template task: app, class, memory, offloadable, level, source offset
+    rows: list[tuple[float, ...]] = []  # one row per template task: app, class, memory, offloadable, level, source offset
     starts, lengths = [], []
     for a, app in enumerate(scenario.apps):
         starts.append(len(rows))
         lengths.append(len(app.tasks))
         for t, task in enumerate(app.tasks):
-            rows.append((a, classes.index(task.class_), task.memory_gb, task.offloadable, app.levels[t],
-                         app.sources[t]))
+            rows.append(
+                (
+                    a,
+                    classes.index(task.class_),
+                    task.memory_gb,
+                    task.offloadable,
+                    app.levels[t],
+                    app.sources[t],
+                )
+            )
     table = np.array(rows, dtype=float)
     start, length = np.array(starts), np.array(lengths)
     levels = int(table[:, 4].max()) + 1
@@ -118,7 +127,7 @@ def _workload(scenario: Scenario, apps: int, reps: int, rng: np.random.Generator
     pos = np.repeat(app_start_in_rep.ravel(), flat_len) + offset_in_app
 
     def grid(values: np.ndarray, fill: float, dtype: type) -> np.ndarray:
-        out = np.full((reps, T), fill, dtype=dtype)
+        out: np.ndarray = np.full((reps, T), fill, dtype=dtype)
         out[rep_of, pos] = values
         return out
 
@@ -144,7 +153,12 @@ def _workload(scenario: Scenario, apps: int, reps: int, rng: np.random.Generator
 
 
 def _site_states(
-    sites: Mapping[int, SiteBehaviour], n_sites: int, apps: int, reps: int, dt_h: float, rng: np.random.Generator
+    sites: Mapping[int, SiteBehaviour],
+    n_sites: int,
+    apps: int,
+    reps: int,
+    dt_h: float,
+    rng: np.random.Generator,
 ) -> np.ndarray:
     """Up (True) or down per repetition, application run and site: shape (R, apps, S)."""
     up = np.ones((reps, apps, n_sites), dtype=bool)
@@ -234,7 +248,6 @@ def simulate(
     belief = _beliefs(engine, sites, up, dt_h, window_h)
 
     net = scenario.network
-    has_jitter = net.jitter_std_s > 0
     memory = scenario.memory_gb
     r_idx = np.arange(reps)
     sites_arange = np.arange(S)
@@ -258,14 +271,28 @@ def simulate(
         p = belief[r_idx, app]  # (R, S)
         up_now = up[r_idx, app]  # (R, S)
         offloadable = work.offloadable[:, t]
-        feasible = (memory[None, :] >= work.memory_gb[:, t, None]) & (offloadable[:, None] | (sites_arange == m))
+        feasible = (memory[None, :] >= work.memory_gb[:, t, None]) & (
+            offloadable[:, None] | (sites_arange == m)
+        )
 
         expected = model.tasks(work.mi[:, t], work.input_kb[:, t], work.output_kb[:, t])
+        here = TaskCosts(expected.time_s[r_idx, state], expected.energy_j[r_idx, state])  # (R, A)
         if engine.ranking == "mdp":
-            q = solve(expected, p, model, decision, feasible, validate=False).q[r_idx, state]  # (R, A)
+            # A task that must run on the phone needs no decision: solve only where there is a choice.
+            q = np.where(sites_arange == m, 0.0, -np.inf) * np.ones((reps, 1))
+            rows = np.flatnonzero(active & offloadable)
+            if rows.size:
+                solved = solve(
+                    TaskCosts(expected.time_s[rows], expected.energy_j[rows]),
+                    p[rows],
+                    model,
+                    decision,
+                    feasible[rows],
+                    validate=False,
+                )
+                q[rows] = solved.q[np.arange(rows.size), state[rows]]
         else:
-            row = TaskCosts(expected.time_s[r_idx, state], expected.energy_j[r_idx, state])
-            q = kubehybrid_scores(row, model.mips, p, feasible, kube)
+            q = kubehybrid_scores(here, model.mips, p, feasible, kube)
         candidate = feasible & ~known_down
         order = np.argsort(np.where(candidate, -q, np.inf), axis=1, kind="stable")  # best first
         cand_o = np.take_along_axis(candidate, order, axis=1)
@@ -286,19 +313,24 @@ def simulate(
         known_down |= failed_sites
         n_failed = failed_sites.sum(axis=1)
 
-        # The realised costs: latency jitter sampled for every pair (same draws whatever the engine chose).
-        z = jitter_rng.standard_normal((reps, S, S))
-        latency = net.latency_s + np.where(has_jitter, np.maximum(0.0, net.jitter_mean_s + net.jitter_std_s * z), 0)
-        real = model.tasks(work.mi[:, t], work.input_kb[:, t], work.output_kb[:, t], latency)
-        time = real.time_s[r_idx, state, chosen] + n_failed * fail_time[state]
-        spent = real.energy_j[r_idx, state, chosen] + n_failed * fail_energy[state]
+        # The realised costs: the expected ones plus the sampled latency jitter of the two transfers (the same
+        # draws whatever the engine chose, so engines stay comparable draw by draw).
+        z = jitter_rng.standard_normal((2, reps))
+        link_up, link_down = (state, chosen), (chosen, np.full(reps, m))
+        extra = [
+            np.maximum(0.0, net.jitter_mean_s[link] + net.jitter_std_s[link] * z[k]) - net.jitter_mean_s[link]
+            for k, link in enumerate((link_up, link_down))
+        ]
+        jitter = model.latency_deviation(state, chosen, extra[0], extra[1])
+        time = here.time_s[r_idx, chosen] + jitter.time_s + n_failed * fail_time[state]
+        spent = here.energy_j[r_idx, chosen] + jitter.energy_j + n_failed * fail_energy[state]
         if engine.recovery == "checkpoint":
             remote = chosen != m
             overhead = kube.checkpoint_overhead * work.mi[:, t] / model.mips[chosen]
             restore = np.where(n_failed > 0, kube.restore_s, 0.0)
-            extra = np.where(remote, overhead + restore, 0.0)
-            time = time + extra
-            spent = spent + extra * model.execute_power_w[chosen]
+            checkpoint = np.where(remote, overhead + restore, 0.0)
+            time = time + checkpoint
+            spent = spent + checkpoint * model.execute_power_w[chosen]
 
         remote_tries = n_failed + (chosen != m)
         attempts += np.where(active, remote_tries, 0)

@@ -1,0 +1,84 @@
+"""`edgeoff evaluate` as a user runs it: outputs, reproducibility, and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edgeoff.cli import main
+
+SMALL = ["--apps", "40", "--reps", "3", "--datasets", "DS1,DS4", "--workers", "1", "--quiet"]
+
+
+def _results(out: Path) -> dict:  # type: ignore[type-arg]
+    return json.loads((out / "results.json").read_text())
+
+
+def test_writes_results_report_and_plots(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    assert main(["evaluate", "--out", str(out), *SMALL]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "availability_pct.png",
+        "battery_pct.png",
+        "report.md",
+        "results.json",
+        "rt_s.png",
+    ]
+    data = _results(out)
+    assert data["config"]["apps"] == 40
+    main_setting = [
+        r for r in data["results"] if r["trace_hours_per_app"] == data["config"]["trace_hours_per_app"][0]
+    ]
+    assert {(r["dataset"], r["engine"]) for r in main_setting} == {
+        (d, e) for d in ("DS1", "DS4") for e in ("mdp-svr", "kubehybrid", "efpo")
+    }
+    record = main_setting[0]
+    for key in ("rt_s", "battery_pct", "availability_pct"):
+        assert set(record[key]) == {"mean", "std"}
+    assert set(record["distribution_pct"]) == {"MD", "ED", "EC", "ER", "CD"}
+    assert sum(record["distribution_pct"].values()) == pytest.approx(100.0)
+    assert "failures_per_1000_apps" in record
+    report = (out / "report.md").read_text()
+    assert "| DS1 | kubehybrid |" in report
+    assert "| 760 |" in report  # the paper's figure beside ours
+    assert (out / "rt_s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_same_seed_same_results_other_seed_different(tmp_path: Path) -> None:
+    runs = {}
+    for name, seed in (("a", "5"), ("b", "5"), ("c", "6")):
+        assert main(["evaluate", "--out", str(tmp_path / name), "--seed", seed, *SMALL]) == 0
+        runs[name] = _results(tmp_path / name)["results"]
+    assert runs["a"] == runs["b"]
+    assert runs["a"] != runs["c"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--datasets", "DS9"], "unknown dataset 'DS9'"),
+        (["--engines", "magic"], "unknown engine(s) magic"),
+        (["--scenario", "/nonexistent.toml"], "cannot read"),
+        (["--lanl", "/nonexistent.csv.xz"], "/nonexistent.csv.xz"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_nothing_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    out = tmp_path / "results"
+    assert main(["evaluate", "--out", str(out), "--apps", "5", "--reps", "1", "--quiet", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err
+    assert len(err.splitlines()) == 1
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_malformed_scenario_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "s.toml"
+    bad.write_text("name = 'x'\nsites = 3\n")
+    assert main(["evaluate", "--out", str(tmp_path / "o"), "--scenario", str(bad), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"edgeoff evaluate: error: {bad}: ")
