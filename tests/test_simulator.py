@@ -7,7 +7,7 @@ import pytest
 
 from edgeoff.engines import ENGINES, get_engine
 from edgeoff.errors import EvaluationError
-from edgeoff.evaluation.simulator import RunResult, SiteBehaviour, simulate
+from edgeoff.evaluation.simulator import Group, RunResult, SiteBehaviour, simulate, simulate_groups
 from edgeoff.scenario import default_scenario
 
 MD, ED, EC, ER, CD = range(5)
@@ -90,3 +90,16 @@ def test_efpo_recovers_locally_after_one_failure() -> None:
 def test_unknown_engine() -> None:
     with pytest.raises(EvaluationError, match="unknown engine"):
         get_engine("magic")
+
+
+def test_groups_in_one_pass_equal_one_call_per_group() -> None:
+    groups = [Group(_sites(50.0, 5.0), (3,)), Group(_sites(500.0, 20.0), (4,), trace_hours_per_app=0.25)]
+    together = simulate_groups(SCENARIO, groups, get_engine("mdp-svr"), apps=60, reps=3)
+    for group, joint in zip(groups, together, strict=True):
+        hours = group.trace_hours_per_app or SCENARIO.simulation.trace_hours_per_app
+        alone_scenario = SCENARIO.model_copy(
+            update={"simulation": SCENARIO.simulation.model_copy(update={"trace_hours_per_app": hours})}
+        )
+        alone = simulate(alone_scenario, group.sites, get_engine("mdp-svr"), apps=60, reps=3, seed=group.seed)
+        for field in ("rt_s", "energy_j", "failures", "placements", "true_availability"):
+            assert getattr(joint, field).tobytes() == getattr(alone, field).tobytes(), field

@@ -3,18 +3,32 @@
 * ``edgeoff traces stats [--lanl PATH] [--nodes 7_1,19_1,...]``: one JSON object per node and line;
   mttf_h and availability are null for a node with a single outage. Without --lanl: the packaged table.
 * ``edgeoff traces build --lanl PATH [--out FILE]``: regenerate ``edgeoff/data/lanl_nodes.json``.
+* ``edgeoff traces backtest [--lanl PATH] [--nodes ...] [--out DIR] [--seed N]``: honest forecasting
+  backtests per node (daily and hourly, :mod:`edgeoff.backtest`); writes ``backtest.json``,
+  ``backtest.md`` and ``backtest.png`` to DIR (default ``backtest/``), all or nothing, and prints a
+  summary table.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
+import tempfile
+import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from edgeoff import traces
+from edgeoff import backtest, traces
 from edgeoff.errors import TraceError
+
+BACKTEST_FILES = ("backtest.json", "backtest.md", "backtest.png")
+BACKTEST_DIR_MODE = 0o755  # a new output folder is readable by all (temporary folders start at 0700)
+PLOT_SIZE_IN = (14.0, 8.0)
+PLOT_DPI = 120
 
 
 def add_parser(subparsers: Any) -> None:
@@ -40,6 +54,28 @@ def add_parser(subparsers: Any) -> None:
         default=None,
         help="output JSON (default: edgeoff/data/lanl_nodes.json in the source tree)",
     )
+
+    run_backtest_parser = actions.add_parser(
+        "backtest", help="chronological forecasting backtests per node, daily and hourly (json, md, png)"
+    )
+    run_backtest_parser.add_argument(
+        "--lanl", type=Path, help="raw LANL CSV (.csv or .csv.xz); default: the packaged table"
+    )
+    run_backtest_parser.add_argument(
+        "--nodes",
+        type=_node_list,
+        default=traces.DATASET_NODES,
+        help="comma-separated node names such as 7_1,19_1 (default: the 16 nodes of the paper's Table 2)",
+    )
+    run_backtest_parser.add_argument(
+        "--out", type=Path, default=Path("backtest"), help="output folder (default: backtest/)"
+    )
+    run_backtest_parser.add_argument(
+        "--seed",
+        type=int,
+        default=backtest.DEFAULT_SEED,
+        help=f"seed of the prototype's random split (default: {backtest.DEFAULT_SEED})",
+    )
     parser.set_defaults(func=run)
 
 
@@ -54,24 +90,29 @@ def run(args: argparse.Namespace) -> int:
     """Run the chosen action; return the exit code."""
     if args.traces_command == "build":
         return run_build(args)
+    if args.traces_command == "backtest":
+        return run_backtest(args)
     return run_stats(args)
 
 
+def _load_traces(lanl: Path | None, names: Sequence[str]) -> list[traces.NodeTrace]:
+    """Traces of the named nodes from the raw file, or from the packaged table when ``lanl`` is None."""
+    node_ids = [traces.parse_node(name) for name in names]
+    if lanl is not None:
+        records = traces.read_failure_records(lanl)
+        return [traces.node_trace(records, node) for node in node_ids]
+    table = traces.load_node_table()
+    missing = [node.name for node in node_ids if node.name not in table]
+    if missing:
+        raise TraceError(
+            f"unknown node {', '.join(missing)}: not in the packaged table"
+            " (pass --lanl PATH to read the raw LANL file)"
+        )
+    return [table[node.name] for node in node_ids]
+
+
 def run_stats(args: argparse.Namespace) -> int:
-    node_ids = [traces.parse_node(name) for name in args.nodes]
-    if args.lanl is not None:
-        records = traces.read_failure_records(args.lanl)
-        node_traces = [traces.node_trace(records, node) for node in node_ids]
-    else:
-        table = traces.load_node_table()
-        missing = [node.name for node in node_ids if node.name not in table]
-        if missing:
-            raise TraceError(
-                f"unknown node {', '.join(missing)}: not in the packaged table"
-                " (pass --lanl PATH to read the raw LANL file)"
-            )
-        node_traces = [table[node.name] for node in node_ids]
-    for trace in node_traces:
+    for trace in _load_traces(args.lanl, args.nodes):
         print(json.dumps(traces.node_stats(trace)), file=sys.stdout)
     return 0
 
@@ -88,3 +129,101 @@ def run_build(args: argparse.Namespace) -> int:
     traces.write_node_table(table, out)
     print(f"wrote {out} ({len(table['nodes'])} nodes from {len(records)} records)", file=sys.stdout)
     return 0
+
+
+def run_backtest(args: argparse.Namespace) -> int:
+    """Backtest the nodes, write json/md/png into ``args.out`` all at once, print a summary."""
+    node_traces = _load_traces(args.lanl, args.nodes)
+    source = str(args.lanl) if args.lanl is not None else f"packaged table {traces.PACKAGED_TABLE}"
+    settings = backtest.BacktestSettings(seed=args.seed)
+    started = time.perf_counter()
+    results = backtest.backtest_nodes(node_traces, settings)
+    elapsed_s = time.perf_counter() - started
+    document = backtest.report(results, source=source, settings=settings)
+    markdown = backtest.render_markdown(results, source=source, settings=settings)
+    _write_backtest(args.out, document, markdown, results)
+    print(_summary(results), file=sys.stdout)
+    print(
+        f"backtested {len(results)} nodes in {elapsed_s:.1f} s; wrote "
+        + ", ".join(str(args.out / name) for name in BACKTEST_FILES),
+        file=sys.stdout,
+    )
+    return 0
+
+
+def _summary(results: Sequence[backtest.NodeBacktest]) -> str:
+    """Plain-text table: per node and granularity the best forecaster, the selection, SVR vs naive."""
+    header = (
+        "node",
+        "daily best",
+        "daily selected",
+        "svr>naive",
+        "hourly best",
+        "hourly selected",
+        "svr>naive",
+    )
+    rows: list[tuple[str, ...]] = [header]
+    for result in results:
+        row: list[str] = [result.node]
+        for run in (result.daily, result.hourly):
+            beats = {True: "yes", False: "no", None: "n/a"}[run.svr_beats_naive]
+            row += [run.best, run.selection_name, beats]
+        rows.append(tuple(row))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+    )
+
+
+def _write_backtest(
+    out: Path, document: dict[str, Any], markdown: str, results: Sequence[backtest.NodeBacktest]
+) -> None:
+    """Write the three files into a temporary folder next to ``out``, then move them into place."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    except OSError as exc:
+        raise TraceError(f"{out}: cannot create the output folder: {exc.strerror or exc}") from exc
+    try:
+        (staging / "backtest.json").write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+        (staging / "backtest.md").write_text(markdown, encoding="utf-8")
+        _plot(results, staging / "backtest.png")
+        if out.is_dir():
+            for name in BACKTEST_FILES:
+                os.replace(staging / name, out / name)
+            staging.rmdir()
+        else:
+            os.chmod(staging, BACKTEST_DIR_MODE)
+            os.replace(staging, out)
+    except OSError as exc:
+        raise TraceError(f"{out}: cannot write the backtest: {exc.strerror or exc}") from exc
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _plot(results: Sequence[backtest.NodeBacktest], path: Path) -> None:
+    """Test MAE per forecaster per node, daily and hourly panels (log scale), as a PNG (Agg backend)."""
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=PLOT_SIZE_IN, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(2, 1)
+    nodes = [result.node for result in results]
+    positions = np.arange(len(nodes), dtype=np.float64)
+    for ax, granularity in zip(axes, ("daily", "hourly"), strict=True):
+        runs: list[backtest.SeriesBacktest] = [getattr(result, granularity) for result in results]
+        names: list[str] = []
+        for run in runs:
+            names.extend(score.name for score in run.scores if score.name not in names)
+        width = 0.8 / max(len(names), 1)
+        for offset, name in enumerate(names):
+            maes = [np.nan if (score := run.score(name)) is None else max(score.mae, 1e-6) for run in runs]
+            ax.bar(positions + (offset - (len(names) - 1) / 2) * width, maes, width, label=name)
+        ax.set_yscale("log")
+        ax.set_xticks(positions, nodes)
+        ax.set_ylabel("test MAE")
+        ax.set_title(f"{granularity} one-step-ahead forecasts (chronological 80/20 split)")
+        ax.legend(ncols=min(len(names), 7), fontsize="small")
+    figure.savefig(path, dpi=PLOT_DPI)

@@ -24,7 +24,7 @@ from edgeoff.availability import (
     walk_forward,
 )
 from edgeoff.engines import get_engine
-from edgeoff.evaluation.simulator import RunResult, SiteBehaviour, simulate
+from edgeoff.evaluation.simulator import Group, RunResult, SiteBehaviour, simulate_groups
 from edgeoff.scenario import SITE_TYPES, Scenario
 from edgeoff.traces import NodeTrace, daily_availability, load_node_table, node_trace, read_failure_records
 
@@ -134,18 +134,18 @@ def summarise(scenario: Scenario, dataset: str, engine: str, apps: int, run: Run
 
 @dataclass(frozen=True)
 class _Job:
+    """One engine at one trace setting over every dataset: a single lockstep pass of the simulator."""
+
     scenario: Scenario
-    dataset: str
-    dataset_index: int
     engine: str
-    sites: dict[int, SiteBehaviour]
+    datasets: tuple[str, ...]
+    groups: tuple[Group, ...]
     apps: int
     reps: int
-    seed: int
     trace_hours_per_app: float
 
 
-def _run(job: _Job) -> dict[str, Any]:
+def _run(job: _Job) -> list[dict[str, Any]]:
     scenario = job.scenario.model_copy(
         update={
             "simulation": job.scenario.simulation.model_copy(
@@ -153,20 +153,13 @@ def _run(job: _Job) -> dict[str, Any]:
             )
         }
     )
-    run = simulate(
-        scenario,
-        job.sites,
-        get_engine(job.engine),
-        apps=job.apps,
-        reps=job.reps,
-        seed=(
-            job.seed,
-            job.dataset_index,
-        ),  # not the engine: every engine meets the same workload and failures
-    )
-    record = summarise(scenario, job.dataset, job.engine, job.apps, run)
-    record["trace_hours_per_app"] = job.trace_hours_per_app
-    return record
+    runs = simulate_groups(scenario, job.groups, get_engine(job.engine), apps=job.apps, reps=job.reps)
+    records = []
+    for dataset, run in zip(job.datasets, runs, strict=True):
+        record = summarise(scenario, dataset, job.engine, job.apps, run)
+        record["trace_hours_per_app"] = job.trace_hours_per_app
+        records.append(record)
+    return records
 
 
 def run_experiment(
@@ -179,33 +172,35 @@ def run_experiment(
     for name in config.engines:
         get_engine(name)
     forecasters = _fit_forecasters(traces)
+    groups = tuple(
+        # The seed keys on the dataset, not the engine: every engine meets the same workload and failures.
+        Group(_behaviours(scenario, d, traces, forecasters), (config.seed, list(scenario.datasets).index(d)))
+        for d in config.datasets
+    )
     jobs = [
-        _Job(
-            scenario,
-            dataset,
-            scenario_index,
-            engine,
-            _behaviours(scenario, dataset, traces, forecasters),
-            config.apps,
-            config.reps,
-            config.seed,
-            hours,
-        )
+        _Job(scenario, engine, config.datasets, groups, config.apps, config.reps, hours)
         for hours in config.trace_hours_per_app
-        for dataset in config.datasets
-        for scenario_index in [list(scenario.datasets).index(dataset)]
         for engine in config.engines
     ]
-    results: list[dict[str, Any]] = []
+    records: list[dict[str, Any]] = []
     if config.workers <= 1:
-        for job in jobs:
-            results.append(_run(job))
-            if on_done:
-                on_done(results[-1])
-        return results
-    with ProcessPoolExecutor(max_workers=config.workers) as pool:
-        for record in pool.map(_run, jobs):
-            results.append(record)
-            if on_done:
-                on_done(record)
-    return results
+        outputs = map(_run, jobs)
+        for batch in outputs:
+            records.extend(batch)
+            for record in batch:
+                if on_done:
+                    on_done(record)
+    else:
+        with ProcessPoolExecutor(max_workers=config.workers) as pool:
+            for batch in pool.map(_run, jobs):
+                records.extend(batch)
+                for record in batch:
+                    if on_done:
+                        on_done(record)
+    order = {
+        (h, d, e): i
+        for i, (h, d, e) in enumerate(
+            (h, d, e) for h in config.trace_hours_per_app for d in config.datasets for e in config.engines
+        )
+    }
+    return sorted(records, key=lambda r: order[(r["trace_hours_per_app"], r["dataset"], r["engine"])])

@@ -18,7 +18,7 @@ seed gives byte-identical results.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -30,7 +30,7 @@ from edgeoff.decision import solve
 from edgeoff.engines import Engine
 from edgeoff.scenario import Scenario
 
-__all__ = ["RunResult", "SiteBehaviour", "WindowForecaster", "simulate"]
+__all__ = ["Group", "RunResult", "SiteBehaviour", "WindowForecaster", "simulate", "simulate_groups"]
 
 
 class WindowForecaster(Protocol):
@@ -92,7 +92,9 @@ class _Workload:
 
 def _workload(scenario: Scenario, apps: int, reps: int, rng: np.random.Generator) -> _Workload:
     classes = list(scenario.task_classes)
-    rows: list[tuple[float, ...]] = []  # one row per template task: app, class, memory, offloadable, level, source offset
+    rows: list[
+        tuple[float, ...]
+    ] = []  # one row per template task: app, class, memory, offloadable, level, source offset
     starts, lengths = [], []
     for a, app in enumerate(scenario.apps):
         starts.append(len(rows))
@@ -223,6 +225,42 @@ def _beliefs(
     return belief
 
 
+@dataclass(frozen=True)
+class Group:
+    """One setting to simulate: the sites' failure behaviour, the seed of its random streams and the trace
+    hours per application run (None: the scenario's)."""
+
+    sites: Mapping[int, SiteBehaviour]
+    seed: tuple[int, ...]
+    trace_hours_per_app: float | None = None
+
+
+def _pad(x: np.ndarray, width: int, fill: float) -> np.ndarray:
+    return np.pad(x, ((0, 0), (0, width - x.shape[1])), constant_values=fill)
+
+
+def _stack(works: Sequence[_Workload]) -> _Workload:
+    """One workload of all groups' rows, padded to the longest stream."""
+    width = max(w.valid.shape[1] for w in works)
+    fills = {"source": -1}
+    fields = {
+        name: np.concatenate([_pad(getattr(w, name), width, fills.get(name, 0)) for w in works])
+        for name in (
+            "valid",
+            "app",
+            "first",
+            "key",
+            "source",
+            "mi",
+            "input_kb",
+            "output_kb",
+            "memory_gb",
+            "offloadable",
+        )
+    }
+    return _Workload(**fields, levels=works[0].levels)
+
+
 def simulate(
     scenario: Scenario,
     sites: Mapping[int, SiteBehaviour],
@@ -235,17 +273,38 @@ def simulate(
 ) -> RunResult:
     """Run `reps` repetitions of `apps` application runs with one engine; `sites` maps site index to its
     failure behaviour (sites not in it never fail). `seed` keys the random streams."""
+    return simulate_groups(
+        scenario, [Group(sites, seed)], engine, apps=apps, reps=reps, kubehybrid=kubehybrid
+    )[0]
+
+
+def simulate_groups(
+    scenario: Scenario,
+    groups: Sequence[Group],
+    engine: Engine,
+    *,
+    apps: int,
+    reps: int,
+    kubehybrid: KubeHybridSettings | None = None,
+) -> list[RunResult]:
+    """`simulate` for several groups (datasets, trace settings) in one lockstep pass: the same results as one
+    call per group, since every group keeps its own random streams, in a fraction of the time."""
     kube = kubehybrid or KubeHybridSettings()
     model = CostModel.from_scenario(scenario)
     S, m = model.n_sites, model.mobile
-    dt_h, window_h = scenario.simulation.trace_hours_per_app, scenario.simulation.prediction_window_h
+    window_h = scenario.simulation.prediction_window_h
     decision = scenario.decision
     if engine.discount is not None:
         decision = decision.model_copy(update={"discount": engine.discount})
-    work = _workload(scenario, apps, reps, np.random.default_rng([*seed, 0]))
-    up = _site_states(sites, S, apps, reps, dt_h, np.random.default_rng([*seed, 1]))
-    jitter_rng = np.random.default_rng([*seed, 2])
-    belief = _beliefs(engine, sites, up, dt_h, window_h)
+    works, ups, beliefs, jitter_rngs = [], [], [], []
+    for group in groups:
+        dt_h = group.trace_hours_per_app or scenario.simulation.trace_hours_per_app
+        works.append(_workload(scenario, apps, reps, np.random.default_rng([*group.seed, 0])))
+        ups.append(_site_states(group.sites, S, apps, reps, dt_h, np.random.default_rng([*group.seed, 1])))
+        beliefs.append(_beliefs(engine, group.sites, ups[-1], dt_h, window_h))
+        jitter_rngs.append(np.random.default_rng([*group.seed, 2]))
+    work, up, belief = _stack(works), np.concatenate(ups), np.concatenate(beliefs)
+    reps_per_group, reps = reps, reps * len(groups)
 
     net = scenario.network
     memory = scenario.memory_gb
@@ -315,7 +374,7 @@ def simulate(
 
         # The realised costs: the expected ones plus the sampled latency jitter of the two transfers (the same
         # draws whatever the engine chose, so engines stay comparable draw by draw).
-        z = jitter_rng.standard_normal((2, reps))
+        z = np.concatenate([g.standard_normal((2, reps_per_group)) for g in jitter_rngs], axis=1)
         link_up, link_down = (state, chosen), (chosen, np.full(reps, m))
         extra = [
             np.maximum(0.0, net.jitter_mean_s[link] + net.jitter_std_s[link] * z[k]) - net.jitter_mean_s[link]
@@ -345,13 +404,18 @@ def simulate(
     slots = apps * work.levels
     level_max = np.zeros(reps * slots)
     np.maximum.at(level_max, (r_idx[:, None] * slots + work.key).ravel(), task_time.ravel())
-    return RunResult(
-        rt_s=level_max.reshape(reps, slots).sum(axis=1),
-        energy_j=energy,
-        offload_attempts=attempts,
-        failures=failures,
-        infeasible=infeasible,
-        placements=placements,
-        predicted_availability=belief.mean(axis=1),
-        true_availability=up.mean(axis=1),
-    )
+    rt = level_max.reshape(reps, slots).sum(axis=1)
+    predicted, true = belief.mean(axis=1), up.mean(axis=1)
+    return [
+        RunResult(
+            rt_s=rt[rows],
+            energy_j=energy[rows],
+            offload_attempts=attempts[rows],
+            failures=failures[rows],
+            infeasible=infeasible[rows],
+            placements=placements[rows],
+            predicted_availability=predicted[rows],
+            true_availability=true[rows],
+        )
+        for rows in (slice(g * reps_per_group, (g + 1) * reps_per_group) for g in range(len(groups)))
+    ]
