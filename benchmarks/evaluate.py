@@ -12,8 +12,8 @@ import json
 import os
 import time
 
-from edgeoff.engines import ENGINES
-from edgeoff.evaluation.experiment import ExperimentConfig, load_traces, run_experiment
+from edgeoff.engines import PAPER_ENGINES
+from edgeoff.evaluation.experiment import ExperimentConfig, fit_forecasts, load_traces, run_experiment
 from edgeoff.scenario import default_scenario
 
 
@@ -25,10 +25,11 @@ def main() -> None:
     args = parser.parse_args()
     scenario = default_scenario()
     datasets = tuple(scenario.datasets)
-    config = ExperimentConfig(datasets, tuple(ENGINES), args.apps, args.reps, 0, (1.0,), args.workers)
+    config = ExperimentConfig(datasets, PAPER_ENGINES, args.apps, args.reps, 0, (1.0,), args.workers)
     started = time.perf_counter()
     traces = load_traces(scenario, datasets, None)
-    results = run_experiment(scenario, config, traces)
+    forecasts = fit_forecasts(traces, scenario.simulation.prediction_window_h)
+    results = run_experiment(scenario, config, traces, forecasts)
     seconds = time.perf_counter() - started
     apps = len(results) * args.apps * args.reps
     print(f"{len(results)} (dataset, engine) pairs, {apps} application runs, {args.workers} workers")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgeoff.cost import CostModel, TaskCosts
-from edgeoff.errors import NoFeasibleSolution
+from edgeoff.errors import NoFeasibleSolutionError
 from edgeoff.mdp import policy_iteration_batch
 from edgeoff.scenario import Decision
 
@@ -97,8 +97,8 @@ def solve(
 def next_action(q_row: np.ndarray, excluded: np.ndarray) -> int:
     """Algorithm 2, one step: the best action of a state's Q-values (A,) not yet excluded (A,) bool.
 
-    Raises NoFeasibleSolution when every action is excluded (Q is empty).
+    Raises NoFeasibleSolutionError when every action is excluded (Q is empty).
     """
     if bool(np.all(excluded)):
-        raise NoFeasibleSolution("no feasible solution: every site failed or cannot host the task")
+        raise NoFeasibleSolutionError("no feasible solution: every site failed or cannot host the task")
     return int(np.argmax(np.where(excluded, -np.inf, q_row)))

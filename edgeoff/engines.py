@@ -6,6 +6,11 @@
   application run, MDP with discount 0.96, local re-execution after a failure.
 - `kubehybrid` (the paper's baseline): greedy weighted score with MTBF availability; reactive recovery by
   check-pointing (resume on the next-best site) and local re-computation.
+- `mdp-selected`: the same MDP fed by the forecaster selected per site on its training backtest (never one
+  that lost to a naive forecaster; see edgeoff.forecasters.select_forecaster).
+- `mdp-reactive` (lower bound of prediction): the same MDP with every site assumed available; it learns of a
+  failure only by hitting it (Algorithm 2).
+- `mdp-oracle` (upper bound): the same MDP knowing each site's true state at decision time.
 """
 
 from __future__ import annotations
@@ -15,9 +20,11 @@ from typing import Literal
 
 from edgeoff.errors import EvaluationError
 
-__all__ = ["ENGINES", "Engine", "get_engine"]
+__all__ = ["ENGINES", "PAPER_ENGINES", "Engine", "get_engine"]
 
-AvailabilitySource = Literal["svr", "mtbf-reliability", "mtbf-steady-state"]
+AvailabilitySource = Literal[
+    "svr", "selected", "mtbf-reliability", "mtbf-steady-state", "assume-up", "oracle"
+]
 Ranking = Literal["mdp", "score"]
 Recovery = Literal["next-best", "local", "checkpoint"]
 
@@ -42,8 +49,20 @@ ENGINES: dict[str, Engine] = {
             "kubehybrid", "mtbf-steady-state", "score", "checkpoint", description="greedy K8s-style baseline"
         ),
         Engine("efpo", "mtbf-reliability", "mdp", "local", 0.96, description="MTBF-driven MDP (prototype's)"),
+        Engine(
+            "mdp-selected",
+            "selected",
+            "mdp",
+            "next-best",
+            description="MDP on the per-site selected forecaster",
+        ),
+        Engine("mdp-reactive", "assume-up", "mdp", "next-best", description="MDP without prediction (bound)"),
+        Engine("mdp-oracle", "oracle", "mdp", "next-best", description="MDP knowing the true state (bound)"),
     )
 }
+
+
+PAPER_ENGINES = ("mdp-svr", "kubehybrid", "efpo")  # the paper's comparison; the bounds are opt-in
 
 
 def get_engine(name: str) -> Engine:

@@ -31,7 +31,7 @@ class DecisionError(EdgeoffError):
     """The decision engine cannot decide."""
 
 
-class NoFeasibleSolution(DecisionError):
+class NoFeasibleSolutionError(DecisionError):
     """Every action of the current state failed (Algorithm 2, Q is empty)."""
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from edgeoff.cost import CostModel
 from edgeoff.decision import build_rewards, build_transitions, next_action, solve
-from edgeoff.errors import NoFeasibleSolution
+from edgeoff.errors import NoFeasibleSolutionError
 from edgeoff.mdp import policy_iteration
 from edgeoff.scenario import default_scenario
 
@@ -81,10 +81,10 @@ def test_next_best_action_and_no_feasible_solution() -> None:
     while True:
         try:
             a = next_action(q, excluded)
-        except NoFeasibleSolution:
+        except NoFeasibleSolutionError:
             break
         order.append(a)
         excluded[a] = True
     assert order == [1, 2, 0, 4, 3]
-    with pytest.raises(NoFeasibleSolution, match="no feasible solution"):
+    with pytest.raises(NoFeasibleSolutionError, match="no feasible solution"):
         next_action(q, np.ones(5, dtype=bool))

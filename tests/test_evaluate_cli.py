@@ -82,3 +82,18 @@ def test_malformed_scenario_file(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main(["evaluate", "--out", str(tmp_path / "o"), "--scenario", str(bad), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"edgeoff evaluate: error: {bad}: ")
+
+
+def test_bounds_give_the_share_of_the_gap_closed(tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    engines = "mdp-svr,mdp-reactive,mdp-oracle"
+    args = ["evaluate", "--out", str(out), "--engines", engines, "--trace-hours", "1", *SMALL]
+    assert main(args) == 0
+    report = (out / "report.md").read_text()
+    assert "reactive-to-oracle gap" in report
+    assert "| DS1 | mdp-svr |" in report
+    assert "Forecaster selected per node" in report
+    data = _results(out)
+    assert {row["node"] for row in data["forecaster_selection"]} >= {"7_1", "19_1", "3_0", "22_0"}
+    oracle = [r for r in data["results"] if r["engine"] == "mdp-oracle"]
+    assert all(r["failures_per_1000_apps"] == 0 for r in oracle)

@@ -26,7 +26,10 @@ class ConstantForecaster:
 
 def _sites(mttf_h: float, mttr_h: float, forecast: float = 0.99) -> dict[int, SiteBehaviour]:
     return {
-        i: SiteBehaviour(mttf_h, mttr_h, ConstantForecaster(forecast), np.ones(10)) for i in (ED, EC, ER, CD)
+        i: SiteBehaviour(
+            mttf_h, mttr_h, dict.fromkeys(("svr", "selected"), ConstantForecaster(forecast)), np.ones(10)
+        )
+        for i in (ED, EC, ER, CD)
     }
 
 
@@ -51,7 +54,9 @@ def test_sites_that_never_fail_cause_no_failures() -> None:
 
 def test_a_dead_site_costs_one_detection_per_application_then_is_avoided() -> None:
     sites = _sites(1e12, 1e-6, forecast=1.0)  # everything up and believed up ...
-    sites[ED] = SiteBehaviour(1e-6, 1e12, ConstantForecaster(1.0), np.ones(10))  # ... but ED is always down
+    sites[ED] = SiteBehaviour(
+        1e-6, 1e12, {"svr": ConstantForecaster(1.0)}, np.ones(10)
+    )  # ... but ED is always down
     result = _run("mdp-svr", sites)
     assert result.true_availability[:, ED].max() == 0.0
     assert result.placements[:, ED].sum() == 0
@@ -80,7 +85,7 @@ def test_response_time_sums_the_slowest_task_of_each_dag_level() -> None:
 def test_efpo_recovers_locally_after_one_failure() -> None:
     sites = _sites(1e12, 1e-6, forecast=1.0)
     for i in (ED, EC, ER, CD):
-        sites[i] = SiteBehaviour(1e-6, 1e12, None, None)  # all remote sites always down
+        sites[i] = SiteBehaviour(1e-6, 1e12)  # all remote sites always down
     result = _run("efpo", sites)
     assert result.placements[:, MD].sum() == result.placements.sum()
     assert (result.failures > 0).all()
@@ -103,3 +108,11 @@ def test_groups_in_one_pass_equal_one_call_per_group() -> None:
         alone = simulate(alone_scenario, group.sites, get_engine("mdp-svr"), apps=60, reps=3, seed=group.seed)
         for field in ("rt_s", "energy_j", "failures", "placements", "true_availability"):
             assert getattr(joint, field).tobytes() == getattr(alone, field).tobytes(), field
+
+
+def test_oracle_never_fails_and_reactive_fails_most() -> None:
+    sites = _sites(30.0, 10.0, forecast=0.9)
+    oracle, reactive = _run("mdp-oracle", sites), _run("mdp-reactive", sites)
+    assert oracle.failures.sum() == 0
+    assert reactive.failures.sum() > 0
+    assert (oracle.true_availability == reactive.true_availability).all()  # the same failures for both

@@ -10,9 +10,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edgeoff.engines import ENGINES
+from edgeoff.engines import ENGINES, PAPER_ENGINES
 from edgeoff.errors import EvaluationError
-from edgeoff.evaluation.experiment import ExperimentConfig, forecast_errors, load_traces, run_experiment
+from edgeoff.evaluation.experiment import (
+    ExperimentConfig,
+    Forecasts,
+    fit_forecasts,
+    forecast_errors,
+    load_traces,
+    run_experiment,
+)
 from edgeoff.evaluation.report import write_plots, write_report, write_results
 from edgeoff.scenario import load_scenario
 
@@ -50,7 +57,10 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--out", type=Path, default=Path("results"), help="output folder (default: results)")
     parser.add_argument("--datasets", type=_names, help="comma-separated (default: all of the scenario)")
     parser.add_argument(
-        "--engines", type=_names, default=tuple(ENGINES), help="comma-separated (default: all)"
+        "--engines",
+        type=_names,
+        default=PAPER_ENGINES,
+        help=f"comma-separated from {', '.join(ENGINES)} (default: the paper's three)",
     )
     parser.add_argument("--apps", type=_positive, default=1000, help="application runs per repetition")
     parser.add_argument("--reps", type=_positive, default=100, help="repetitions")
@@ -89,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
     traces = load_traces(scenario, datasets, args.lanl)
 
     total = len(datasets) * len(config.engines) * len(hours)
-    results = _run_with_progress(scenario, config, traces, total, quiet=args.quiet)
+    forecasts = fit_forecasts(traces, scenario.simulation.prediction_window_h)
+    results = _run_with_progress(scenario, config, traces, forecasts, total, quiet=args.quiet)
     errors = forecast_errors(traces, scenario.simulation.prediction_window_h)
     seconds = time.perf_counter() - started
     config_record = {
@@ -105,17 +116,17 @@ def run(args: argparse.Namespace) -> int:
         "discount": scenario.decision.discount,
         "detection_s": scenario.detection.detection_s,
     }
-    _write_all(args.out, config_record, results, errors, seconds)
+    _write_all(args.out, config_record, results, errors, forecasts.selections, seconds)
     _print_table(results, hours[0])
     print(f"wrote {args.out}/results.json, report.md and plots in {seconds:.1f} s")
     return 0
 
 
 def _run_with_progress(
-    scenario: Any, config: ExperimentConfig, traces: Any, total: int, *, quiet: bool
+    scenario: Any, config: ExperimentConfig, traces: Any, forecasts: Forecasts, total: int, *, quiet: bool
 ) -> list[dict[str, Any]]:
     if quiet:
-        return run_experiment(scenario, config, traces)
+        return run_experiment(scenario, config, traces, forecasts)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     columns = (
@@ -131,7 +142,7 @@ def _run_with_progress(
         def done(record: dict[str, Any]) -> None:
             progress.update(task, advance=1, description=f"{record['dataset']} {record['engine']}")
 
-        return run_experiment(scenario, config, traces, on_done=done)
+        return run_experiment(scenario, config, traces, forecasts, on_done=done)
 
 
 def _write_all(
@@ -139,6 +150,7 @@ def _write_all(
     config: dict[str, Any],
     results: list[dict[str, Any]],
     errors: list[dict[str, Any]],
+    selections: list[dict[str, Any]],
     seconds: float,
 ) -> None:
     """Write everything into a temporary folder beside --out, then move the files in: never half-written."""
@@ -146,9 +158,12 @@ def _write_all(
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
         write_results(
-            staging / "results.json", config, results, {"forecast_errors": errors, "seconds": seconds}
+            staging / "results.json",
+            config,
+            results,
+            {"forecast_errors": errors, "forecaster_selection": selections, "seconds": seconds},
         )
-        write_report(staging / "report.md", config, results, errors, seconds)
+        write_report(staging / "report.md", config, results, errors, selections, seconds)
         write_plots(staging, results, config["trace_hours_per_app"][0])
         out.mkdir(exist_ok=True)
         for item in staging.iterdir():

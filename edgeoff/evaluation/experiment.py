@@ -24,11 +24,20 @@ from edgeoff.availability import (
     walk_forward,
 )
 from edgeoff.engines import get_engine
-from edgeoff.evaluation.simulator import Group, RunResult, SiteBehaviour, simulate_groups
+from edgeoff.evaluation.simulator import Group, RunResult, SiteBehaviour, WindowForecaster, simulate_groups
+from edgeoff.forecasters import default_candidates, select_forecaster
 from edgeoff.scenario import SITE_TYPES, Scenario
 from edgeoff.traces import NodeTrace, daily_availability, load_node_table, node_trace, read_failure_records
 
-__all__ = ["ExperimentConfig", "forecast_errors", "load_traces", "run_experiment", "summarise"]
+__all__ = [
+    "ExperimentConfig",
+    "Forecasts",
+    "fit_forecasts",
+    "forecast_errors",
+    "load_traces",
+    "run_experiment",
+    "summarise",
+]
 
 TRAIN_FRACTION = 0.8  # the paper's chronological 80/20 split
 SVR_LAGS = 7  # one week of daily windows
@@ -60,8 +69,32 @@ def load_traces(scenario: Scenario, datasets: Sequence[str], lanl: Path | None) 
     return {n: node_trace(records, n) for n in nodes}
 
 
+@dataclass(frozen=True)
+class Forecasts:
+    """Per node: fitted forecasters by engine availability source, and the per-site selection record."""
+
+    by_node: dict[str, dict[str, WindowForecaster]]
+    selections: list[dict[str, Any]]
+
+
+def fit_forecasts(traces: dict[str, NodeTrace], window_h: float) -> Forecasts:
+    """Fit the paper's SVR and select a forecaster per node, both on the first 80 % of its daily series."""
+    by_node: dict[str, dict[str, WindowForecaster]] = {}
+    selections = []
+    for node, trace in sorted(traces.items()):
+        daily = daily_availability(trace)
+        train = daily[: int(daily.size * TRAIN_FRACTION)]
+        selection = select_forecaster(train, default_candidates(trace.mttf_h, window_h), train_fraction=1.0)
+        by_node[node] = {"svr": SVRForecaster(SVR_LAGS).fit(train), "selected": selection.forecaster}
+        inner = selection.inner_errors[selection.name]
+        selections.append(
+            {"node": node, "forecaster": selection.name, "inner_mae": inner.mae, "reason": selection.reason}
+        )
+    return Forecasts(by_node, selections)
+
+
 def _behaviours(
-    scenario: Scenario, dataset: str, traces: dict[str, NodeTrace], forecasters: dict[str, SVRForecaster]
+    scenario: Scenario, dataset: str, traces: dict[str, NodeTrace], forecasts: Forecasts
 ) -> dict[int, SiteBehaviour]:
     out = {}
     for site, node in scenario.dataset(dataset).items():
@@ -69,16 +102,8 @@ def _behaviours(
         daily = daily_availability(trace)
         history = daily[: int(daily.size * TRAIN_FRACTION)]
         out[scenario.site_ids.index(site)] = SiteBehaviour(
-            trace.mttf_h, trace.mttr_h, forecasters[node], history
+            trace.mttf_h, trace.mttr_h, forecasts.by_node[node], history
         )
-    return out
-
-
-def _fit_forecasters(traces: dict[str, NodeTrace]) -> dict[str, SVRForecaster]:
-    out = {}
-    for node, trace in traces.items():
-        daily = daily_availability(trace)
-        out[node] = SVRForecaster(SVR_LAGS).fit(daily[: int(daily.size * TRAIN_FRACTION)])
     return out
 
 
@@ -166,15 +191,15 @@ def run_experiment(
     scenario: Scenario,
     config: ExperimentConfig,
     traces: dict[str, NodeTrace],
+    forecasts: Forecasts,
     on_done: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Simulate every (trace setting, dataset, engine); records in that order, however they finish."""
     for name in config.engines:
         get_engine(name)
-    forecasters = _fit_forecasters(traces)
     groups = tuple(
         # The seed keys on the dataset, not the engine: every engine meets the same workload and failures.
-        Group(_behaviours(scenario, d, traces, forecasters), (config.seed, list(scenario.datasets).index(d)))
+        Group(_behaviours(scenario, d, traces, forecasts), (config.seed, list(scenario.datasets).index(d)))
         for d in config.datasets
     )
     jobs = [

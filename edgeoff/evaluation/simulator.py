@@ -19,7 +19,7 @@ seed gives byte-identical results.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -46,12 +46,13 @@ class WindowForecaster(Protocol):
 
 @dataclass(frozen=True)
 class SiteBehaviour:
-    """How one site fails: its node's MTTF and MTTR (hours) and, for forecasting engines, a fitted forecaster
-    with the node's availability history per window (oldest first) that seeds its first lags."""
+    """How one site fails: its node's MTTF and MTTR (hours) and, for forecasting engines, fitted forecasters
+    by engine availability source ("svr", "selected") with the node's availability history per window (oldest
+    first) that seeds their first lags."""
 
     mttf_h: float
     mttr_h: float
-    forecaster: WindowForecaster | None = None
+    forecasters: Mapping[str, WindowForecaster] = field(default_factory=dict)
     history: np.ndarray | None = None
 
     @property
@@ -180,8 +181,8 @@ def _site_states(
     return up
 
 
-def _svr_beliefs(
-    sites: Mapping[int, SiteBehaviour], up: np.ndarray, dt_h: float, window_h: float
+def _forecast_beliefs(
+    source: str, sites: Mapping[int, SiteBehaviour], up: np.ndarray, dt_h: float, window_h: float
 ) -> np.ndarray:
     """Forecast availability per repetition, application run and site, shape (R, apps, S).
 
@@ -193,9 +194,10 @@ def _svr_beliefs(
     window = (np.arange(apps) * dt_h // window_h).astype(int)
     n_windows = int(window[-1]) + 1
     for i, b in sites.items():
-        if b.forecaster is None or b.history is None:
-            raise ValueError(f"site {i}: the svr engine needs a forecaster and a history")
-        lags = b.forecaster.lags
+        forecaster = b.forecasters.get(source)
+        if forecaster is None or b.history is None:
+            raise ValueError(f"site {i}: a {source!r} forecaster and a history are needed")
+        lags = forecaster.lags
         observed = np.zeros((reps, n_windows))
         counts = np.bincount(window, minlength=n_windows)
         for r_w in range(n_windows):
@@ -204,7 +206,7 @@ def _svr_beliefs(
         series = np.concatenate([np.broadcast_to(seed_lags, (reps, lags)), observed], axis=1)
         forecast = np.empty((reps, n_windows))
         for w in range(n_windows):
-            forecast[:, w] = b.forecaster.predict_many(series[:, w : w + lags])
+            forecast[:, w] = forecaster.predict_many(series[:, w : w + lags])
         belief[:, :, i] = forecast[:, window]
     return belief
 
@@ -213,9 +215,13 @@ def _beliefs(
     engine: Engine, sites: Mapping[int, SiteBehaviour], up: np.ndarray, dt_h: float, window_h: float
 ) -> np.ndarray:
     """The availability each engine believes per repetition, application run and site: (R, apps, S)."""
-    if engine.availability == "svr":
-        return _svr_beliefs(sites, up, dt_h, window_h)
+    if engine.availability in ("svr", "selected"):
+        return _forecast_beliefs(engine.availability, sites, up, dt_h, window_h)
+    if engine.availability == "oracle":
+        return up.astype(float)
     belief = np.ones(up.shape)
+    if engine.availability == "assume-up":
+        return belief
     for i, b in sites.items():
         mtbf = b.mttf_h + b.mttr_h
         if engine.availability == "mtbf-reliability":
