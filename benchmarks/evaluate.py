@@ -13,7 +13,13 @@ import os
 import time
 
 from edgeoff.engines import PAPER_ENGINES
-from edgeoff.evaluation.experiment import ExperimentConfig, fit_forecasts, load_traces, run_experiment
+from edgeoff.evaluation.experiment import (
+    ExperimentConfig,
+    Setting,
+    fit_forecasts,
+    load_traces,
+    run_experiment,
+)
 from edgeoff.scenario import default_scenario
 
 
@@ -25,7 +31,8 @@ def main() -> None:
     args = parser.parse_args()
     scenario = default_scenario()
     datasets = tuple(scenario.datasets)
-    config = ExperimentConfig(datasets, PAPER_ENGINES, args.apps, args.reps, 0, (1.0,), args.workers)
+    setting = Setting(scenario.simulation.trace_hours_per_app, scenario.detection.detection_s)
+    config = ExperimentConfig(datasets, PAPER_ENGINES, (setting,), args.apps, args.reps, 0, args.workers)
     started = time.perf_counter()
     traces = load_traces(scenario, datasets, None)
     forecasts = fit_forecasts(traces, scenario.simulation.prediction_window_h)

@@ -28,9 +28,7 @@ def test_writes_results_report_and_plots(tmp_path: Path) -> None:
     ]
     data = _results(out)
     assert data["config"]["apps"] == 40
-    main_setting = [
-        r for r in data["results"] if r["trace_hours_per_app"] == data["config"]["trace_hours_per_app"][0]
-    ]
+    main_setting = [r for r in data["results"] if r["setting"] == 0]
     assert {(r["dataset"], r["engine"]) for r in main_setting} == {
         (d, e) for d in ("DS1", "DS4") for e in ("mdp-svr", "kubehybrid", "efpo")
     }
@@ -97,3 +95,20 @@ def test_bounds_give_the_share_of_the_gap_closed(tmp_path: Path) -> None:
     assert {row["node"] for row in data["forecaster_selection"]} >= {"7_1", "19_1", "3_0", "22_0"}
     oracle = [r for r in data["results"] if r["engine"] == "mdp-oracle"]
     assert all(r["failures_per_1000_apps"] == 0 for r in oracle)
+
+
+def test_sensitivity_to_trace_time_and_detection_time(tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    args = ["evaluate", "--out", str(out), "--trace-hours", "1,0.1", "--detection-s", "1.5,0.3", *SMALL]
+    assert main(args) == 0
+    data = _results(out)
+    labels = [s["label"] for s in data["config"]["settings"]]
+    assert labels == ["1 h/app, 1.5 s detection", "0.1 h/app, 1.5 s detection", "1 h/app, 0.3 s detection"]
+    by = {(r["dataset"], r["engine"], r["setting"]): r for r in data["results"]}
+    slow, fast = by[("DS1", "kubehybrid", 0)], by[("DS1", "kubehybrid", 2)]
+    assert (
+        slow["failures_per_1000_apps"] == fast["failures_per_1000_apps"]
+    )  # same failures, cheaper to detect
+    if slow["failures_per_1000_apps"] > 0:
+        assert fast["rt_s"]["mean"] < slow["rt_s"]["mean"]
+    assert "Sensitivity" in (out / "report.md").read_text()

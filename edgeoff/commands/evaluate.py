@@ -15,6 +15,7 @@ from edgeoff.errors import EvaluationError
 from edgeoff.evaluation.experiment import (
     ExperimentConfig,
     Forecasts,
+    Setting,
     fit_forecasts,
     forecast_errors,
     load_traces,
@@ -28,14 +29,17 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
-def _hours(text: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(part) for part in _names(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a list of hours: {text!r}") from None
-    if not values or any(v <= 0 for v in values):
-        raise argparse.ArgumentTypeError(f"hours must be positive: {text!r}")
-    return values
+def _seconds_list(what: str) -> Any:
+    def parse(text: str) -> tuple[float, ...]:
+        try:
+            values = tuple(float(part) for part in _names(text))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a list of {what}: {text!r}") from None
+        if not values or any(v <= 0 for v in values):
+            raise argparse.ArgumentTypeError(f"{what} must be positive: {text!r}")
+        return values
+
+    return parse
 
 
 def _positive(text: str) -> int:
@@ -71,9 +75,16 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--trace-hours",
-        type=_hours,
-        help="trace hours per application run, comma-separated; the first is the main setting "
-        "(default: the scenario's, then a tenth of it)",
+        type=_seconds_list("hours"),
+        help="trace hours per application run, comma-separated; the first is the main setting, the others "
+        "sensitivity runs (default: the scenario's, then a tenth of it)",
+    )
+    parser.add_argument(
+        "--detection-s",
+        type=_seconds_list("seconds"),
+        help="failure detection times in seconds, comma-separated, e.g. 1.5,0.3; the first is the main "
+        "setting, "
+        "the others sensitivity runs (default: the scenario's, 10 x 150 ms)",
     )
     parser.add_argument("--workers", type=_positive, default=os.cpu_count() or 1, help="processes")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -93,12 +104,18 @@ def run(args: argparse.Namespace) -> int:
         scenario.simulation.trace_hours_per_app,
         scenario.simulation.trace_hours_per_app / 10,
     )
+    detections = args.detection_s or (scenario.detection.detection_s,)
+    settings = (
+        Setting(hours[0], detections[0]),
+        *(Setting(h, detections[0]) for h in hours[1:]),
+        *(Setting(hours[0], d) for d in detections[1:]),
+    )
     config = ExperimentConfig(
-        datasets, tuple(args.engines), args.apps, args.reps, args.seed, hours, args.workers
+        datasets, tuple(args.engines), settings, args.apps, args.reps, args.seed, args.workers
     )
     traces = load_traces(scenario, datasets, args.lanl)
 
-    total = len(datasets) * len(config.engines) * len(hours)
+    total = len(datasets) * len(config.engines) * len(settings)
     forecasts = fit_forecasts(traces, scenario.simulation.prediction_window_h)
     results = _run_with_progress(scenario, config, traces, forecasts, total, quiet=args.quiet)
     errors = forecast_errors(traces, scenario.simulation.prediction_window_h)
@@ -111,13 +128,15 @@ def run(args: argparse.Namespace) -> int:
         "apps": config.apps,
         "reps": config.reps,
         "seed": config.seed,
-        "trace_hours_per_app": list(hours),
+        "settings": [
+            {"trace_hours_per_app": s.trace_hours_per_app, "detection_s": s.detection_s, "label": s.label}
+            for s in settings
+        ],
         "prediction_window_h": scenario.simulation.prediction_window_h,
         "discount": scenario.decision.discount,
-        "detection_s": scenario.detection.detection_s,
     }
     _write_all(args.out, config_record, results, errors, forecasts.selections, seconds)
-    _print_table(results, hours[0])
+    _print_table(results, settings[0].label)
     print(f"wrote {args.out}/results.json, report.md and plots in {seconds:.1f} s")
     return 0
 
@@ -164,7 +183,7 @@ def _write_all(
             {"forecast_errors": errors, "forecaster_selection": selections, "seconds": seconds},
         )
         write_report(staging / "report.md", config, results, errors, selections, seconds)
-        write_plots(staging, results, config["trace_hours_per_app"][0])
+        write_plots(staging, results)
         out.mkdir(exist_ok=True)
         for item in staging.iterdir():
             os.replace(item, out / item.name)
@@ -172,15 +191,15 @@ def _write_all(
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _print_table(results: list[dict[str, Any]], hours: float) -> None:
+def _print_table(results: list[dict[str, Any]], label: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"edgeoff evaluate ({hours:g} trace h per application run)")
+    table = Table(title=f"edgeoff evaluate ({label})")
     for column in ("dataset", "engine", "RT (s)", "battery (%)", "availability (%)", "failures/1000"):
         table.add_column(column, justify="right")
     for r in results:
-        if r["trace_hours_per_app"] != hours:
+        if r["setting"] != 0:
             continue
         table.add_row(
             r["dataset"],

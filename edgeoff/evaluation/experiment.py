@@ -32,6 +32,7 @@ from edgeoff.traces import NodeTrace, daily_availability, load_node_table, node_
 __all__ = [
     "ExperimentConfig",
     "Forecasts",
+    "Setting",
     "fit_forecasts",
     "forecast_errors",
     "load_traces",
@@ -44,13 +45,37 @@ SVR_LAGS = 7  # one week of daily windows
 
 
 @dataclass(frozen=True)
+class Setting:
+    """What varies between the main run and the sensitivity runs."""
+
+    trace_hours_per_app: float
+    detection_s: float
+
+    @property
+    def label(self) -> str:
+        return f"{self.trace_hours_per_app:g} h/app, {self.detection_s:g} s detection"
+
+    def apply(self, scenario: Scenario) -> Scenario:
+        """The scenario with this setting (the detector keeps its number of missed heartbeats)."""
+        heartbeat_ms = self.detection_s * 1000.0 / scenario.detection.missed_heartbeats
+        return scenario.model_copy(
+            update={
+                "simulation": scenario.simulation.model_copy(
+                    update={"trace_hours_per_app": self.trace_hours_per_app}
+                ),
+                "detection": scenario.detection.model_copy(update={"heartbeat_ms": heartbeat_ms}),
+            }
+        )
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     datasets: tuple[str, ...]
     engines: tuple[str, ...]
+    settings: tuple[Setting, ...]  # the first is the main setting
     apps: int = 1000
     reps: int = 100
     seed: int = 0
-    trace_hours_per_app: tuple[float, ...] = (1.0,)  # the first is the main setting
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
 
 
@@ -167,22 +192,19 @@ class _Job:
     groups: tuple[Group, ...]
     apps: int
     reps: int
-    trace_hours_per_app: float
+    setting: Setting
+    setting_index: int
 
 
 def _run(job: _Job) -> list[dict[str, Any]]:
-    scenario = job.scenario.model_copy(
-        update={
-            "simulation": job.scenario.simulation.model_copy(
-                update={"trace_hours_per_app": job.trace_hours_per_app}
-            )
-        }
-    )
+    scenario = job.setting.apply(job.scenario)
     runs = simulate_groups(scenario, job.groups, get_engine(job.engine), apps=job.apps, reps=job.reps)
     records = []
     for dataset, run in zip(job.datasets, runs, strict=True):
         record = summarise(scenario, dataset, job.engine, job.apps, run)
-        record["trace_hours_per_app"] = job.trace_hours_per_app
+        record["setting"] = job.setting_index
+        record["trace_hours_per_app"] = job.setting.trace_hours_per_app
+        record["detection_s"] = job.setting.detection_s
         records.append(record)
     return records
 
@@ -203,8 +225,8 @@ def run_experiment(
         for d in config.datasets
     )
     jobs = [
-        _Job(scenario, engine, config.datasets, groups, config.apps, config.reps, hours)
-        for hours in config.trace_hours_per_app
+        _Job(scenario, engine, config.datasets, groups, config.apps, config.reps, setting, index)
+        for index, setting in enumerate(config.settings)
         for engine in config.engines
     ]
     records: list[dict[str, Any]] = []
@@ -222,10 +244,7 @@ def run_experiment(
                 for record in batch:
                     if on_done:
                         on_done(record)
-    order = {
-        (h, d, e): i
-        for i, (h, d, e) in enumerate(
-            (h, d, e) for h in config.trace_hours_per_app for d in config.datasets for e in config.engines
-        )
-    }
-    return sorted(records, key=lambda r: order[(r["trace_hours_per_app"], r["dataset"], r["engine"])])
+    datasets, engines = list(config.datasets), list(config.engines)
+    return sorted(
+        records, key=lambda r: (r["setting"], datasets.index(r["dataset"]), engines.index(r["engine"]))
+    )

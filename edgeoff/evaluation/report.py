@@ -50,8 +50,8 @@ def _published(dataset: str, engine: str, metric: str) -> str:
     return "" if value is None else f"{value:g}"
 
 
-def _main(results: Sequence[dict[str, Any]], hours: float) -> list[dict[str, Any]]:
-    return [r for r in results if r["trace_hours_per_app"] == hours]
+def _main(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in results if r["setting"] == 0]
 
 
 def write_report(
@@ -62,14 +62,14 @@ def write_report(
     selections: Sequence[dict[str, Any]],
     seconds: float,
 ) -> None:
-    hours = config["trace_hours_per_app"]
-    main = _main(results, hours[0])
+    settings = config["settings"]
+    main = _main(results)
     lines = [
         "# edgeoff evaluation",
         "",
         f"{config['apps']} application runs x {config['reps']} repetitions per dataset and engine, seed "
         f"{config['seed']}, scenario `{config['scenario']}`, failure data: {config['failure_data']}. "
-        f"Trace time per application run: {hours[0]:g} h (main tables). Took {seconds:.1f} s.",
+        f"Main setting: {settings[0]['label']}. Took {seconds:.1f} s.",
         "",
         "Means over repetitions, standard deviation in brackets; *paper* is the published figure where the "
         "paper gives one (its prototype had the defects listed in the README, so agreement is not expected).",
@@ -101,23 +101,24 @@ def write_report(
         pub = PUBLISHED.get((r["dataset"], r["engine"]), {}).get("distribution_pct", {})
         cells = [f"{r['distribution_pct'][t]:.1f}" + (f" ({pub[t]:g})" if t in pub else "") for t in types]
         lines.append(f"| {r['dataset']} | {r['engine']} | " + " | ".join(cells) + " |")
-    if len(hours) > 1:
+    if len(settings) > 1:
+        labels = [setting["label"] for setting in settings]
         lines += [
             "",
-            "## Sensitivity to the trace time per application run",
+            "## Sensitivity: trace time per application run and detection time",
             "",
             "| dataset | engine | "
-            + " | ".join(f"RT (s) at {h:g} h" for h in hours)
+            + " | ".join(f"RT (s), {label}" for label in labels)
             + " | "
-            + " | ".join(f"failures at {h:g} h" for h in hours)
+            + " | ".join(f"failures, {label}" for label in labels)
             + " |",
-            "|---|---|" + "---|" * (2 * len(hours)),
+            "|---|---|" + "---|" * (2 * len(labels)),
         ]
-        by_key = {(r["dataset"], r["engine"], r["trace_hours_per_app"]): r for r in results}
+        by_key = {(r["dataset"], r["engine"], r["setting"]): r for r in results}
         for r in main:
             key = (r["dataset"], r["engine"])
-            rts = [f"{by_key[(*key, h)]['rt_s']['mean']:.1f}" for h in hours]
-            fails = [f"{by_key[(*key, h)]['failures_per_1000_apps']:.1f}" for h in hours]
+            rts = [f"{by_key[(*key, i)]['rt_s']['mean']:.1f}" for i in range(len(labels))]
+            fails = [f"{by_key[(*key, i)]['failures_per_1000_apps']:.1f}" for i in range(len(labels))]
             lines.append(f"| {key[0]} | {key[1]} | " + " | ".join(rts + fails) + " |")
     lines += _gap_table(main)
     lines += [
@@ -193,14 +194,14 @@ def _names(forecast_errors: Sequence[dict[str, Any]]) -> list[str]:
     return list(dict.fromkeys(row["forecaster"] for row in forecast_errors))
 
 
-def write_plots(out: Path, results: Sequence[dict[str, Any]], hours: float) -> None:
+def write_plots(out: Path, results: Sequence[dict[str, Any]]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    main = _main(results, hours)
+    main = _main(results)
     datasets = list(dict.fromkeys(r["dataset"] for r in main))
     engines = list(dict.fromkeys(r["engine"] for r in main))
     by_key = {(r["dataset"], r["engine"]): r for r in main}
