@@ -1,0 +1,109 @@
+"""The topic tree of edgeoff, built and parsed in one place.
+
+Every topic starts with :data:`PREFIX`. Ids in topic levels match :data:`ID_PATTERN`, so no id can smuggle
+a wildcard (`+`, `#`), a level separator or a path (`../`) into a topic; :func:`validate_id` is applied to
+every id on the way in (building) and on the way out (parsing).
+
+| topic                              | payload            | QoS | retained |
+|------------------------------------|--------------------|-----|----------|
+| edgeoff/v1/sites/{site}/status     | JSON SiteStatus    | 1   | yes      |
+| edgeoff/v1/sites/{site}/profile    | JSON SiteProfile   | 1   | yes      |
+| edgeoff/v1/sites/{site}/heartbeat  | msgpack Heartbeat  | 0   | no       |
+| edgeoff/v1/sites/{site}/tasks      | msgpack TaskRequest| 1   | no       |
+| edgeoff/v1/results/{agent}         | msgpack TaskResult | 1   | no       |
+| edgeoff/v1/predictions/{site}      | JSON Prediction    | 1   | yes      |
+| edgeoff/v1/agents/{agent}/policy   | JSON policy        | 1   | yes      |
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+from edgeoff.wire.errors import TopicError
+
+__all__ = [
+    "ID_PATTERN",
+    "PREFIX",
+    "SITE_TOPIC_KINDS",
+    "ParsedTopic",
+    "SiteTopicKind",
+    "TopicKind",
+    "agent_policy",
+    "all_sites",
+    "parse_topic",
+    "prediction",
+    "results",
+    "site_topic",
+    "validate_id",
+]
+
+PREFIX = "edgeoff/v1"  # versioned so a v2 contract can run beside v1 on one broker
+ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")  # matched with fullmatch: never a wildcard or separator
+
+SiteTopicKind = Literal["status", "profile", "heartbeat", "tasks"]
+TopicKind = Literal["status", "profile", "heartbeat", "tasks", "results", "prediction", "policy"]
+SITE_TOPIC_KINDS: tuple[SiteTopicKind, ...] = get_args(SiteTopicKind)
+
+
+def validate_id(value: str, *, what: str = "id") -> str:
+    """Return `value` when it is a valid id, else raise TopicError naming `what`."""
+    if not isinstance(value, str) or ID_PATTERN.fullmatch(value) is None:
+        raise TopicError(f"invalid {what} {value!r}: must match {ID_PATTERN.pattern}")
+    return value
+
+
+def site_topic(site: str, kind: SiteTopicKind) -> str:
+    """`edgeoff/v1/sites/{site}/{kind}`."""
+    if kind not in SITE_TOPIC_KINDS:
+        raise TopicError(f"unknown site topic kind {kind!r}")
+    return f"{PREFIX}/sites/{validate_id(site, what='site id')}/{kind}"
+
+
+def all_sites(kind: SiteTopicKind) -> str:
+    """Subscription filter for one kind of topic of every site: `edgeoff/v1/sites/+/{kind}`."""
+    if kind not in SITE_TOPIC_KINDS:
+        raise TopicError(f"unknown site topic kind {kind!r}")
+    return f"{PREFIX}/sites/+/{kind}"
+
+
+def results(agent: str) -> str:
+    """`edgeoff/v1/results/{agent}`."""
+    return f"{PREFIX}/results/{validate_id(agent, what='agent id')}"
+
+
+def prediction(site: str) -> str:
+    """`edgeoff/v1/predictions/{site}`."""
+    return f"{PREFIX}/predictions/{validate_id(site, what='site id')}"
+
+
+def agent_policy(agent: str) -> str:
+    """`edgeoff/v1/agents/{agent}/policy`."""
+    return f"{PREFIX}/agents/{validate_id(agent, what='agent id')}/policy"
+
+
+@dataclass(frozen=True)
+class ParsedTopic:
+    """A topic of the contract: its kind and the site or agent id in it."""
+
+    kind: TopicKind
+    id: str
+
+
+def parse_topic(topic: str) -> ParsedTopic:
+    """Parse a concrete (wildcard-free) topic of the contract; anything else raises TopicError."""
+    head = PREFIX + "/"
+    if not topic.startswith(head):
+        raise TopicError(f"topic {topic[:80]!r} is not under {PREFIX}")
+    levels = topic[len(head) :].split("/")
+    match levels:
+        case ["sites", site, kind] if kind in SITE_TOPIC_KINDS:
+            return ParsedTopic(kind=kind, id=validate_id(site, what="site id"))
+        case ["results", agent]:
+            return ParsedTopic(kind="results", id=validate_id(agent, what="agent id"))
+        case ["predictions", site]:
+            return ParsedTopic(kind="prediction", id=validate_id(site, what="site id"))
+        case ["agents", agent, "policy"]:
+            return ParsedTopic(kind="policy", id=validate_id(agent, what="agent id"))
+    raise TopicError(f"topic {topic[:80]!r} is not part of the contract")

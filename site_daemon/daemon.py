@@ -1,0 +1,506 @@
+"""The site daemon: one edge or cloud site on the live system.
+
+    settings -> scenario and site -> Redis store -> MQTT client -> serve -> shut down on SIGTERM/SIGINT
+
+One thread (the caller of :meth:`SiteDaemon.serve`) owns all state. paho's callbacks and the task worker
+threads only put events on its inbox; it publishes heartbeats on schedule, claims and dispatches tasks,
+publishes results, and, with failure injection, crashes and recovers the site on the Markov chain's
+schedule. Every connection gets a new session number from Redis (INCR), carried by its online status and
+by its Last Will, so a late will of an old session cannot be mistaken for the current one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import queue
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Annotated, Literal
+
+import numpy as np
+from pydantic import Field, ValidationError
+from pydantic_settings import SettingsConfigDict
+
+from edgeoff.cost import CostModel
+from edgeoff.errors import EdgeoffError, ScenarioError
+from edgeoff.scenario import Scenario, Site, load_scenario
+from edgeoff.traces import load_node_table
+from edgeoff.wire import topics
+from edgeoff.wire.codec import decode_json, decode_msgpack, encode_json, encode_msgpack
+from edgeoff.wire.errors import DecodeError, StoreError, TopicError
+from edgeoff.wire.messages import Heartbeat, SiteProfile, SiteStatus, TaskRequest, TaskResult
+from edgeoff.wire.mqtt import Connected, Disconnected, Message, MqttClient, MqttEvent, Will, wait_published
+from edgeoff.wire.settings import DaemonSettings
+from edgeoff.wire.store import TaskStore
+from site_daemon.execution import DEFAULT_HANDLERS, HandlerRegistry, Outcome, execute, execution_time_s
+from site_daemon.failure_injection import DEFAULT_TIME_COMPRESSION, Phase, failure_model_for_site, phases
+
+__all__ = ["SiteDaemon", "SiteSettings", "TaskFinished", "main"]
+
+log = logging.getLogger("edgeoff.site")
+
+EXIT_CONFIG = 2  # bad settings, scenario or site: the code argparse uses for usage errors
+MAX_IDLE_WAIT_S = 0.1  # the loop re-checks the stop flag this often (the signal handler only sets a flag)
+QOS_AT_MOST_ONCE = 0
+QOS_AT_LEAST_ONCE = 1
+
+
+class SiteSettings(DaemonSettings):
+    """Settings of one site daemon: environment `EDGEOFF_SITE_*` (nested: `EDGEOFF_SITE_BROKER__HOST`)."""
+
+    model_config = SettingsConfigDict(env_prefix="EDGEOFF_SITE_")
+
+    site: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
+    scenario: Path | None = None  # None: the paper's scenario
+    dataset: str | None = None  # dataset configuration mapping sites to LANL nodes (failure injection)
+    inject_failures: bool = False
+    time_compression: Annotated[float, Field(gt=0)] = DEFAULT_TIME_COMPRESSION
+    seed: int | None = None  # failure injection RNG; None: fresh entropy
+    execution_scale: Annotated[float, Field(ge=0)] = 1.0  # wall seconds per emulated second of computation
+    max_concurrent_tasks: Annotated[int, Field(ge=1)] = 1  # a site computes one task at a time by default
+    claim_margin_s: Annotated[float, Field(ge=0)] = 5.0  # lease = expected run time + deadline + this margin
+    publish_timeout_s: Annotated[float, Field(gt=0)] = 2.0  # wait for the offline status before disconnecting
+
+
+@dataclass(frozen=True)
+class TaskFinished:
+    """A worker thread finished (or abandoned: outcome None) a task claimed in `session`/`generation`."""
+
+    request: TaskRequest
+    session: int
+    generation: int
+    outcome: Outcome | None
+
+
+SiteEvent = MqttEvent | TaskFinished
+
+
+class SiteDaemon:
+    """Serves one site until `stop` is set."""
+
+    def __init__(
+        self,
+        *,
+        settings: SiteSettings,
+        site: Site,
+        heartbeat_s: float,
+        compute_s: Callable[[float], float],
+        store: TaskStore,
+        stop: threading.Event,
+        failures: Iterator[Phase] | None = None,
+        handlers: HandlerRegistry = DEFAULT_HANDLERS,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.site = site
+        self.heartbeat_s = heartbeat_s
+        self.compute_s = compute_s  # MI -> emulated seconds on this site
+        self.store = store
+        self.stop = stop
+        self.failures = failures
+        self.handlers = handlers
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self.inbox: queue.Queue[SiteEvent] = queue.Queue()
+        self.mqtt = MqttClient(
+            settings=settings.broker,
+            client_id=f"edgeoff-site-{site.id}",
+            inbox=self.inbox,
+            will_factory=self._make_will,
+            max_message_bytes=settings.max_message_bytes,
+        )
+        self.counters = self.mqtt.counters
+        self._tasks_topic = topics.site_topic(site.id, "tasks")
+        self._status_topic = topics.site_topic(site.id, "status")
+        self._pool = ThreadPoolExecutor(settings.max_concurrent_tasks, thread_name_prefix=f"task-{site.id}")
+        self._session: int | None = None  # session of the live connection; None while disconnected
+        self._up = True  # False while an injected failure lasts
+        self._generation = 0  # grows with every injected crash: results of older generations are abandoned
+        self._abort = threading.Event()  # set to interrupt the running tasks of the current generation
+        self._seq = 0
+        self._next_heartbeat = 0.0
+        self._next_phase_at: float | None = None
+        # results finished while disconnected, with their agent: published on the next connection
+        self._unsent: list[tuple[str, TaskResult]] = []
+
+    # ------------------------------------------------------------------ the loop
+
+    def serve(self) -> None:
+        """Connect, serve until `stop` is set, then shut down cleanly (offline status, disconnect)."""
+        self.mqtt.subscribe(self._tasks_topic, qos=QOS_AT_LEAST_ONCE)
+        self.mqtt.subscribe(self._status_topic, qos=QOS_AT_LEAST_ONCE)  # to repair a stale retained status
+        if self.failures is not None:
+            self._next_phase_at = self.clock() + next(self.failures).duration_s  # the chain starts up
+        self.mqtt.start()
+        log.info("site %s (%s, %g MIPS) serving", self.site.id, self.site.type, self.site.mips)
+        try:
+            while not self.stop.is_set():
+                self._step()
+        finally:
+            self._shutdown()
+
+    def _step(self) -> None:
+        now = self.clock()
+        deadlines = [d for d in (self._heartbeat_due(), self._next_phase_at) if d is not None]
+        timeout = min([MAX_IDLE_WAIT_S, *(d - now for d in deadlines)])
+        try:
+            event = self.inbox.get(timeout=max(timeout, 0.0))
+        except queue.Empty:
+            event = None
+        if event is not None:
+            self._handle(event)
+        now = self.clock()
+        if self._heartbeat_due() is not None and now >= self._next_heartbeat:
+            self._publish_heartbeat(now)
+        if self._next_phase_at is not None and now >= self._next_phase_at:
+            self._next_phase()
+
+    def _heartbeat_due(self) -> float | None:
+        return self._next_heartbeat if (self._up and self._session is not None) else None
+
+    def _handle(self, event: SiteEvent) -> None:
+        match event:
+            case Message():
+                self._on_message(event)
+            case TaskFinished():
+                self._on_task_finished(event)
+            case Connected():
+                self._on_connected(event)
+            case Disconnected():
+                if self._session is not None:
+                    log.warning(
+                        "site %s: disconnected from the broker (reason %d)", self.site.id, event.reason_code
+                    )
+                self._session = None
+
+    # ------------------------------------------------------------------ connection and status
+
+    def _status(self, state: Literal["online", "offline"], session: int) -> bytes:
+        return encode_json(SiteStatus(state=state, session=session, ts=self.wall_clock()))
+
+    def _make_will(self) -> Will:
+        """Runs on the MQTT supervisor thread before every connection: a new session and its will."""
+        session = self.store.next_session(self.site.id)
+        return Will(topic=self._status_topic, payload=self._status("offline", session), qos=1, retain=True)
+
+    def _on_connected(self, event: Connected) -> None:
+        if event.will is None or not self._up:  # a connection made just before an injected crash
+            return
+        session = decode_json(SiteStatus, event.will.payload).session
+        self._session = session
+        self._seq = 0
+        self._next_heartbeat = self.clock()
+        profile = SiteProfile(
+            site=self.site.id,
+            type=self.site.type,
+            mips=self.site.mips,
+            memory_gb=self.site.memory_gb,
+            storage_gb=self.site.storage_gb,
+        )
+        self.mqtt.publish(
+            self._status_topic, self._status("online", session), qos=QOS_AT_LEAST_ONCE, retain=True
+        )
+        self.mqtt.publish(
+            topics.site_topic(self.site.id, "profile"),
+            encode_json(profile),
+            qos=QOS_AT_LEAST_ONCE,
+            retain=True,
+        )
+        log.info("site %s: online, session %d", self.site.id, session)
+        unsent, self._unsent = self._unsent, []
+        for agent, result in unsent:
+            self._publish_result(agent, result)
+
+    def _on_own_status(self, message: Message) -> None:
+        """Repair the retained status when a late will of an older session overwrote the current online.
+
+        A message flagged retained is the value the broker held when we subscribed, which predates our
+        online publish (sent after the SUBSCRIBE on the same connection): our online replaces it anyway.
+        A live (non-retained) delivery of an offline with an older session is a late will: repair it.
+        """
+        if message.retain:
+            return
+        try:
+            status = decode_json(SiteStatus, message.payload, max_bytes=self.settings.max_message_bytes)
+        except DecodeError as exc:
+            status = None
+            log.warning("site %s: unreadable status on its own topic: %s", self.site.id, exc)
+        session = self._session
+        if session is None or not self._up or (status is not None and status.state == "online"):
+            return
+        if status is not None and status.session == session:
+            return  # our own offline (shutdown) or our own will: nothing to repair
+        self.counters.incr("status_repaired")
+        log.warning(
+            "site %s: stale status %s on its topic; re-publishing online (session %d)",
+            self.site.id,
+            status,
+            session,
+        )
+        self.mqtt.publish(
+            self._status_topic, self._status("online", session), qos=QOS_AT_LEAST_ONCE, retain=True
+        )
+
+    def _publish_heartbeat(self, now: float) -> None:
+        assert self._session is not None
+        beat = Heartbeat(session=self._session, seq=self._seq, mono_ts=now)
+        self.mqtt.publish(
+            topics.site_topic(self.site.id, "heartbeat"), encode_msgpack(beat), qos=QOS_AT_MOST_ONCE
+        )
+        self._seq += 1
+        self._next_heartbeat += self.heartbeat_s
+        if self._next_heartbeat < now:  # fell behind (a long stall): keep the cadence, do not burst
+            self._next_heartbeat = now + self.heartbeat_s
+
+    # ------------------------------------------------------------------ tasks
+
+    def _drop(self, reason: str, detail: str) -> None:
+        self.counters.incr(f"tasks_dropped.{reason}")
+        log.warning("site %s: dropped a task message (%s): %s", self.site.id, reason, detail)
+
+    def _on_message(self, message: Message) -> None:
+        try:
+            parsed = topics.parse_topic(message.topic)
+        except TopicError as exc:
+            self._drop("topic", str(exc))
+            return
+        if parsed.kind == "status" and parsed.id == self.site.id:
+            self._on_own_status(message)
+            return
+        if parsed.kind != "tasks" or parsed.id != self.site.id:
+            self._drop("topic", f"unexpected topic {message.topic[:80]!r}")
+            return
+        session = self._session
+        if not self._up or session is None:
+            self._drop("not_serving", "the site is down or disconnected")
+            return
+        try:
+            request = decode_msgpack(TaskRequest, message.payload, max_bytes=self.settings.max_message_bytes)
+        except DecodeError as exc:
+            self._drop("decode", str(exc))
+            return
+        emulated_s = self.compute_s(request.mi) * self.settings.execution_scale
+        lease_ms = max(1, int((emulated_s + request.deadline_s + self.settings.claim_margin_s) * 1000))
+        try:
+            claimed = self.store.claim_task(request.task_id, request.attempt, self.site.id, lease_ms)
+        except StoreError as exc:
+            self._drop("store", str(exc))
+            return
+        if not claimed:
+            self.counters.incr("tasks_duplicate")
+            log.info(
+                "site %s: task %s attempt %d already claimed or done: skipped",
+                self.site.id,
+                request.task_id,
+                request.attempt,
+            )
+            return
+        self.counters.incr("tasks_claimed")
+        self._pool.submit(self._run, request, emulated_s, session, self._generation, self._abort)
+
+    def _run(
+        self, request: TaskRequest, emulated_s: float, session: int, generation: int, abort: threading.Event
+    ) -> None:
+        """Worker thread: run the task and hand the outcome back to the daemon's thread."""
+        try:
+            outcome = execute(
+                request,
+                emulated_s=emulated_s,
+                memory_gb=self.site.memory_gb,
+                handlers=self.handlers,
+                wait=abort.wait,
+                clock=self.clock,
+            )
+        except Exception as exc:  # a handler bug fails its task, never the daemon
+            log.exception("site %s: task %s crashed its handler", self.site.id, request.task_id)
+            outcome = Outcome(ok=False, exec_s=0.0, error=f"handler crashed: {type(exc).__name__}")
+        self.inbox.put_nowait(
+            TaskFinished(request=request, session=session, generation=generation, outcome=outcome)
+        )
+
+    def _on_task_finished(self, event: TaskFinished) -> None:
+        if event.outcome is None or event.generation != self._generation or not self._up:
+            self.counters.incr("tasks_abandoned")
+            return
+        result = TaskResult(
+            task_id=event.request.task_id,
+            attempt=event.request.attempt,
+            site=self.site.id,
+            session=event.session,
+            ok=event.outcome.ok,
+            exec_s=event.outcome.exec_s,
+            error=event.outcome.error,
+            output=event.outcome.output,
+        )
+        try:
+            self.store.complete_task(result)
+        except StoreError as exc:  # the published result still reaches the agent
+            self.counters.incr("results_not_stored")
+            log.error("site %s: cannot store result of %s: %s", self.site.id, result.task_id, exc)
+        self.counters.incr("tasks_done")
+        self._publish_result(event.request.agent, result)
+
+    def _publish_result(self, agent: str, result: TaskResult) -> None:
+        if self._session is None:
+            self._unsent.append((agent, result))
+            return
+        if self.mqtt.publish(topics.results(agent), encode_msgpack(result), qos=QOS_AT_LEAST_ONCE) is None:
+            self._unsent.append((agent, result))
+
+    # ------------------------------------------------------------------ failure injection
+
+    def _next_phase(self) -> None:
+        assert self.failures is not None
+        assert self._next_phase_at is not None
+        phase = next(self.failures)
+        self._next_phase_at += phase.duration_s
+        if phase.state == "down":
+            self._crash(phase.duration_s)
+        else:
+            self._recover()
+
+    def _crash(self, duration_s: float) -> None:
+        """Behave like a crashed node: silence, tasks abandoned, link dropped so the broker fires the will."""
+        self.counters.incr("failures_injected")
+        log.warning(
+            "site %s: injected failure for %.3f s (session %s)", self.site.id, duration_s, self._session
+        )
+        self._up = False
+        self._generation += 1
+        self._abort.set()
+        self._abort = threading.Event()
+        self._session = None
+        self._unsent.clear()
+        self.mqtt.pause(with_will=True)
+
+    def _recover(self) -> None:
+        log.warning("site %s: recovering from the injected failure", self.site.id)
+        self._up = True
+        self.mqtt.resume()
+
+    # ------------------------------------------------------------------ shutdown
+
+    def _shutdown(self) -> None:
+        self._abort.set()
+        session = self._session
+        if session is not None and self._up:
+            info = self.mqtt.publish(self._status_topic, self._status("offline", session), qos=1, retain=True)
+            if not wait_published(info, self.settings.publish_timeout_s):
+                log.warning(
+                    "site %s: the offline status was not acknowledged; the will covers it", self.site.id
+                )
+        self.mqtt.stop(with_will=False)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self.store.close()
+        log.info("site %s: stopped; counters %s", self.site.id, self.counters.snapshot())
+
+
+# ---------------------------------------------------------------------- entry point
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgeoff-site",
+        description="Run one edgeoff site: status, profile, heartbeats, task execution (MQTT + Redis).",
+        epilog="Every option can also come from the environment (EDGEOFF_SITE_SITE, "
+        "EDGEOFF_SITE_BROKER__HOST, EDGEOFF_SITE_REDIS__URL, ...) or a settings file of KEY=value lines; "
+        "options on the command line win.",
+    )
+    parser.add_argument("--site", help="site id in the scenario")
+    parser.add_argument("--scenario", type=Path, help="scenario TOML (default: the paper's)")
+    parser.add_argument("--dataset", help="dataset configuration for failure injection, e.g. DS1")
+    parser.add_argument(
+        "--inject-failures", action="store_true", default=None, help="follow the node's Markov chain"
+    )
+    parser.add_argument("--time-compression", type=float, help="trace seconds per wall second (default 3600)")
+    parser.add_argument("--seed", type=int, help="seed of the failure injection RNG")
+    parser.add_argument(
+        "--settings-file", type=Path, help="KEY=value settings file (systemd EnvironmentFile format)"
+    )
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> SiteSettings:
+    overrides = {
+        name: value for name, value in vars(args).items() if value is not None and name != "settings_file"
+    }
+    return SiteSettings(_env_file=args.settings_file, **overrides)
+
+
+def _failures(settings: SiteSettings, scenario: Scenario) -> Iterator[Phase] | None:
+    if not settings.inject_failures:
+        return None
+    if settings.dataset is None:
+        raise ScenarioError("--inject-failures needs --dataset (the dataset maps sites to LANL nodes)")
+    model = failure_model_for_site(
+        scenario, settings.dataset, settings.site, load_node_table(), settings.time_compression
+    )
+    if model is None:
+        raise ScenarioError(f"dataset {settings.dataset} does not map site {settings.site!r} to a LANL node")
+    log.info(
+        "site %s: failure injection: mean up %.2f s, mean down %.2f s (compression %g)",
+        settings.site,
+        model.mean_up_s,
+        model.mean_down_s,
+        settings.time_compression,
+    )
+    return phases(model, np.random.default_rng(settings.seed))
+
+
+def build_daemon(settings: SiteSettings, stop: threading.Event) -> SiteDaemon:
+    """The daemon for `settings`: scenario, site, cost model, failure chain and Redis store."""
+    scenario = load_scenario(settings.scenario)
+    if settings.site not in scenario.site_ids:
+        raise ScenarioError(
+            f"scenario {scenario.name!r} has no site {settings.site!r} (has: {', '.join(scenario.site_ids)})"
+        )
+    index = scenario.site_ids.index(settings.site)
+    model = CostModel.from_scenario(scenario)
+    return SiteDaemon(
+        settings=settings,
+        site=scenario.sites[index],
+        heartbeat_s=scenario.detection.heartbeat_ms / 1000.0,
+        compute_s=lambda mi: execution_time_s(model, index, mi),
+        store=TaskStore.from_settings(settings.redis),
+        stop=stop,
+        failures=_failures(settings, scenario),
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`edgeoff-site`: settings, logging, build, serve until SIGTERM/SIGINT, exit 0."""
+    args = build_parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "settings"
+        print(f"edgeoff-site: error: {where}: {err['msg']}", file=sys.stderr)
+        return EXIT_CONFIG
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format=f"%(asctime)s %(levelname)s site={settings.site} %(name)s: %(message)s",
+    )
+    stop = threading.Event()
+    try:
+        daemon = build_daemon(settings, stop)
+    except EdgeoffError as exc:
+        print(f"edgeoff-site: error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()  # only a flag: the loop notices within MAX_IDLE_WAIT_S
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    daemon.serve()
+    return 0

@@ -1,0 +1,87 @@
+"""Failure injection: a site follows a LANL node's two-state Markov chain, time-compressed.
+
+The chain alternates up and down periods with exponential durations of means MTTF and MTTR (hours, from
+the node's trace). A compression factor of `c` trace seconds per wall second turns an hour of the trace
+into 3600 / c wall seconds (3600: one trace hour per second). The core is pure: a seeded numpy Generator
+in, a sequence of phases out; the daemon consumes the phases against its own clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from edgeoff.errors import TraceError
+from edgeoff.scenario import Scenario
+from edgeoff.traces import NodeTrace
+
+__all__ = ["DEFAULT_TIME_COMPRESSION", "FailureModel", "Phase", "failure_model_for_site", "phases"]
+
+DEFAULT_TIME_COMPRESSION = 3600.0  # one trace hour per wall second: a day of LANL history in 24 s
+SECONDS_PER_HOUR = 3600.0
+
+
+@dataclass(frozen=True)
+class FailureModel:
+    """Two-state chain of one site: means in trace hours, and trace seconds per wall second."""
+
+    mttf_h: float
+    mttr_h: float
+    time_compression: float = DEFAULT_TIME_COMPRESSION
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.mttf_h) and self.mttf_h > 0):
+            raise ValueError(f"MTTF must be a positive number of hours, got {self.mttf_h}")
+        if not (np.isfinite(self.mttr_h) and self.mttr_h >= 0):
+            raise ValueError(f"MTTR must be a non-negative number of hours, got {self.mttr_h}")
+        if not (np.isfinite(self.time_compression) and self.time_compression > 0):
+            raise ValueError(f"time compression must be positive, got {self.time_compression}")
+
+    @property
+    def mean_up_s(self) -> float:
+        """Mean wall seconds between a recovery and the next failure."""
+        return self.mttf_h * SECONDS_PER_HOUR / self.time_compression
+
+    @property
+    def mean_down_s(self) -> float:
+        """Mean wall seconds a failure lasts."""
+        return self.mttr_h * SECONDS_PER_HOUR / self.time_compression
+
+
+@dataclass(frozen=True)
+class Phase:
+    state: Literal["up", "down"]
+    duration_s: float
+
+
+def phases(model: FailureModel, rng: np.random.Generator) -> Iterator[Phase]:
+    """Endless alternation up, down, up, ... with exponential durations (wall seconds); starts up."""
+    while True:
+        yield Phase("up", float(rng.exponential(model.mean_up_s)))
+        down = float(rng.exponential(model.mean_down_s)) if model.mean_down_s > 0 else 0.0
+        yield Phase("down", down)
+
+
+def failure_model_for_site(
+    scenario: Scenario,
+    dataset: str,
+    site: str,
+    nodes: Mapping[str, NodeTrace],
+    time_compression: float = DEFAULT_TIME_COMPRESSION,
+) -> FailureModel | None:
+    """The chain of `site` in a dataset configuration; None when the dataset does not map the site.
+
+    Raises ScenarioError for an unknown dataset and TraceError for a node without MTTF (one outage).
+    """
+    node = scenario.dataset(dataset).get(site)
+    if node is None:
+        return None
+    if node not in nodes:
+        raise TraceError(
+            f"dataset {dataset}: site {site} maps to node {node!r}, which is not in the node table"
+        )
+    trace = nodes[node]
+    return FailureModel(mttf_h=trace.mttf_h, mttr_h=trace.mttr_h, time_compression=time_compression)

@@ -1,0 +1,293 @@
+"""The site daemon against a real Mosquitto and a real Redis (started by the fixtures)."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import signal
+import statistics
+import subprocess
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import msgpack
+import pytest
+
+from edgeoff.wire import topics
+from edgeoff.wire.codec import decode_json, decode_msgpack, encode_json, encode_msgpack
+from edgeoff.wire.messages import Heartbeat, SiteProfile, SiteStatus, TaskRequest, TaskResult
+from edgeoff.wire.store import TaskStore
+from site_daemon.execution import decode_scan_output, encode_scan_request
+
+if TYPE_CHECKING:
+    from .conftest import Observer, Processes, Server
+
+pytestmark = pytest.mark.timeout(30)
+
+AGENT = "agent-1"
+RESULTS = topics.results(AGENT)
+StartSite = Callable[..., subprocess.Popen[bytes]]
+
+
+def task(task_id: str, *, attempt: int = 0, mi: float = 250.0, **fields: object) -> TaskRequest:
+    base: dict[str, object] = {
+        "task_id": task_id,
+        "attempt": attempt,
+        "agent": AGENT,
+        "app": "antivirus",
+        "task": "scan",
+        "mi": mi,
+        "input_kb": 10.0,
+        "output_kb": 1.0,
+        "memory_gb": 1.0,
+        "deadline_s": 10.0,
+    }
+    return TaskRequest.model_validate({**base, **fields})
+
+
+def statuses(obs: Observer, site: str) -> list[SiteStatus]:
+    return [decode_json(SiteStatus, m.payload) for m in obs.on(topics.site_topic(site, "status"))]
+
+
+def results(obs: Observer) -> list[TaskResult]:
+    return [decode_msgpack(TaskResult, m.payload) for m in obs.on(RESULTS)]
+
+
+def result_of(obs: Observer, task_id: str) -> TaskResult | None:
+    return next((r for r in results(obs) if r.task_id == task_id), None)
+
+
+def online(obs: Observer, site: str, session: int | None = None) -> SiteStatus | None:
+    latest = statuses(obs, site)[-1:] or [None]
+    status = latest[0]
+    if status is None or status.state != "online" or (session is not None and status.session != session):
+        return None
+    return status
+
+
+def test_site_comes_online_with_profile_and_heartbeats(
+    start_site: StartSite, observer: Callable[..., Observer]
+) -> None:
+    obs = observer("edgeoff/v1/#")
+    start_site("ed")
+    status = obs.wait(lambda o: online(o, "ed"), 15, "ed online")
+    assert status.session == 1
+    profile = obs.wait(lambda o: o.on(topics.site_topic("ed", "profile")), 5, "ed profile")[-1]
+    assert decode_json(SiteProfile, profile.payload) == SiteProfile(
+        site="ed", type="ED", mips=5000, memory_gb=8, storage_gb=300
+    )
+    beats_topic = topics.site_topic("ed", "heartbeat")
+    messages = obs.wait(lambda o: len(o.on(beats_topic)) >= 15 and o.on(beats_topic), 10, "15 heartbeats")
+    beats = [decode_msgpack(Heartbeat, m.payload) for m in messages]
+    assert all(b.session == 1 for b in beats)
+    assert [b.seq for b in beats] == list(range(beats[0].seq, beats[0].seq + len(beats)))
+    intervals = [b.mono_ts - a.mono_ts for a, b in itertools.pairwise(beats)]
+    assert statistics.median(intervals) == pytest.approx(0.150, abs=0.02)
+    assert not any(m.retain for m in messages)
+    late = observer(topics.site_topic("ed", "status"))  # a late subscriber gets the retained status
+    retained = late.wait(lambda o: o.on(topics.site_topic("ed", "status")), 5, "retained status")[0]
+    assert retained.retain
+    assert decode_json(SiteStatus, retained.payload).state == "online"
+
+
+def test_runs_a_task_and_returns_its_result(
+    start_site: StartSite, observer: Callable[..., Observer], store: TaskStore
+) -> None:
+    obs = observer("edgeoff/v1/#")
+    start_site("ed")
+    obs.wait(lambda o: online(o, "ed"), 15, "ed online")
+    obs.publish(topics.site_topic("ed", "tasks"), encode_msgpack(task("t-1", mi=500)))
+    result = obs.wait(lambda o: result_of(o, "t-1"), 10, "the result of t-1")
+    assert result.ok
+    assert result.site == "ed"
+    assert result.session == 1
+    assert result.exec_s == pytest.approx(500 / 5000)
+    assert store.get_result("t-1", 0) == result
+    assert store.claim_owner("t-1", 0) == "ed"
+
+
+def test_runs_the_antivirus_handler_on_a_payload(
+    start_site: StartSite, observer: Callable[..., Observer]
+) -> None:
+    obs = observer(RESULTS, topics.site_topic("ec", "status"))
+    start_site("ec")
+    obs.wait(lambda o: online(o, "ec"), 15, "ec online")
+    data = bytes(range(256)) * 64  # 16 KiB: four 4 KiB chunks, all equal
+    bad = hashlib.sha256(data[:4096]).digest()
+    request = task("scan-1", handler="antivirus.scan", payload=encode_scan_request(data, [bad]))
+    obs.publish(topics.site_topic("ec", "tasks"), encode_msgpack(request))
+    result = obs.wait(lambda o: result_of(o, "scan-1"), 10, "the scan result")
+    assert result.ok, result.error
+    assert result.output is not None
+    assert decode_scan_output(result.output) == [0, 4096, 8192, 12288]
+
+
+def test_a_duplicated_delivery_runs_once(start_site: StartSite, observer: Callable[..., Observer]) -> None:
+    obs = observer(RESULTS, topics.site_topic("ed", "status"))
+    start_site("ed")
+    obs.wait(lambda o: online(o, "ed"), 15, "ed online")
+    tasks_topic = topics.site_topic("ed", "tasks")
+    for _ in range(3):
+        obs.publish(tasks_topic, encode_msgpack(task("dup-1", mi=100)))
+    obs.publish(
+        tasks_topic, encode_msgpack(task("barrier-1", mi=0))
+    )  # one worker, in order: runs after dup-1
+    obs.wait(lambda o: result_of(o, "barrier-1"), 10, "the barrier task")
+    assert [r.task_id for r in results(obs)].count("dup-1") == 1
+    # a new attempt of the same task is a different unit of work and runs
+    obs.publish(tasks_topic, encode_msgpack(task("dup-1", attempt=1, mi=0)))
+    obs.wait(lambda o: any(r.task_id == "dup-1" and r.attempt == 1 for r in results(o)), 10, "attempt 1")
+
+
+def test_two_sites_racing_for_one_task_run_it_once(
+    start_site: StartSite, observer: Callable[..., Observer], store: TaskStore
+) -> None:
+    obs = observer(RESULTS, "edgeoff/v1/sites/+/status")
+    start_site("ed")
+    start_site("ec")
+    obs.wait(lambda o: online(o, "ed") and online(o, "ec"), 15, "ed and ec online")
+    for n in range(5):
+        request = encode_msgpack(task(f"race-{n}", mi=50))
+        obs.publish(topics.site_topic("ed", "tasks"), request)
+        obs.publish(topics.site_topic("ec", "tasks"), request)
+    for site in ("ed", "ec"):
+        obs.publish(topics.site_topic(site, "tasks"), encode_msgpack(task(f"barrier-{site}", mi=0)))
+    obs.wait(lambda o: result_of(o, "barrier-ed") and result_of(o, "barrier-ec"), 10, "both barriers")
+    for n in range(5):
+        runs = [r for r in results(obs) if r.task_id == f"race-{n}"]
+        assert len(runs) == 1, runs
+        assert store.claim_owner(f"race-{n}", 0) == runs[0].site
+
+
+def test_garbage_on_the_tasks_topic_is_dropped_and_the_site_keeps_serving(
+    start_site: StartSite, observer: Callable[..., Observer], processes: Processes
+) -> None:
+    obs = observer(RESULTS, topics.site_topic("ed", "status"))
+    proc = start_site("ed", env={"EDGEOFF_SITE_MAX_MESSAGE_BYTES": "4096"})
+    obs.wait(lambda o: online(o, "ed"), 15, "ed online")
+    valid = task("ok-1", mi=0).model_dump()
+    garbage = [
+        b"",
+        b"\xc1",  # never used in msgpack
+        b"not msgpack at all",
+        msgpack.packb([1, 2, 3]),
+        msgpack.packb({"hello": "world"}),
+        msgpack.packb({**valid, "extra": 1}),
+        msgpack.packb({**valid, "mi": "500"}),  # wrong type
+        msgpack.packb({**valid, "attempt": -1}),
+        msgpack.packb({**valid, "mi": float("nan")}),
+        msgpack.packb({**valid, "payload": b"x" * 5000}),  # oversized
+        msgpack.packb({1: 2}),  # non-string map key
+        msgpack.ExtType(5, b"x") and msgpack.packb(msgpack.ExtType(5, b"x")),
+        b"\x91" * 100_000,  # deeply nested arrays (and oversized)
+        *(msgpack.packb({**valid, "task_id": bad}) for bad in ("+", "#", "../etc", "a/b", "A", "")),
+        *(msgpack.packb({**valid, "agent": bad}) for bad in ("+", "#", "../x")),
+    ]
+    tasks_topic = topics.site_topic("ed", "tasks")
+    for payload in garbage:
+        obs.publish(tasks_topic, payload)
+    obs.publish(tasks_topic, encode_msgpack(task("ok-1", mi=0)))
+    result = obs.wait(lambda o: result_of(o, "ok-1"), 10, "the valid task after the garbage")
+    assert result.ok
+    assert proc.poll() is None
+    assert [r.task_id for r in results(obs)] == ["ok-1"]
+    log = processes.log_of(proc)
+    assert log.count("dropped a ") == len(garbage)
+    assert "Traceback" not in log
+
+
+def test_sigkill_fires_the_will_and_a_restart_gets_a_new_session(
+    start_site: StartSite, observer: Callable[..., Observer]
+) -> None:
+    obs = observer(topics.site_topic("er", "status"))
+    proc = start_site("er")
+    first = obs.wait(lambda o: online(o, "er"), 15, "er online")
+    proc.kill()
+    proc.wait(5)
+    offline = obs.wait(lambda o: [s for s in statuses(o, "er") if s.state == "offline"], 10, "the last will")[
+        -1
+    ]
+    assert offline.session == first.session
+    start_site("er")
+    second = obs.wait(
+        lambda o: (s := online(o, "er")) is not None and s.session > first.session and s,
+        15,
+        "er online again with a new, higher session",
+    )
+    assert second.session > first.session
+
+
+def test_sigterm_publishes_offline_and_exits_zero(
+    start_site: StartSite, observer: Callable[..., Observer]
+) -> None:
+    obs = observer(topics.site_topic("cd", "status"))
+    proc = start_site("cd")
+    status = obs.wait(lambda o: online(o, "cd"), 15, "cd online")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+    last = obs.wait(
+        lambda o: statuses(o, "cd")[-1].state == "offline" and statuses(o, "cd")[-1], 5, "offline"
+    )
+    assert last.session == status.session
+    assert len(statuses(obs, "cd")) == 2  # online, offline: no will on a clean disconnect
+
+
+def test_injected_failures_go_offline_and_come_back_with_new_sessions(
+    start_site: StartSite, observer: Callable[..., Observer]
+) -> None:
+    # ec follows LANL node 19_1 in DS1 (MTTF ~87 h, MTTR ~8.7 h); 100 trace hours per wall second
+    obs = observer(topics.site_topic("ec", "status"))
+    start_site("ec", "--dataset", "DS1", "--inject-failures", "--time-compression", "360000", "--seed", "7")
+    obs.wait(lambda o: online(o, "ec", 1), 15, "ec online")
+
+    def recovered(o: Observer) -> bool:
+        seen = statuses(o, "ec")
+        return any(s.state == "offline" and s.session == 1 for s in seen) and any(
+            s.state == "online" and s.session >= 2 for s in seen
+        )
+
+    obs.wait(recovered, 20, "an injected failure (will of session 1) and a recovery (session >= 2)")
+    sessions = [s.session for s in statuses(obs, "ec") if s.state == "online"]
+    assert sessions == sorted(sessions)
+    assert len(set(sessions)) == len(sessions)
+
+
+def test_a_late_will_of_an_old_session_is_overwritten_by_the_live_site(
+    start_site: StartSite, observer: Callable[..., Observer]
+) -> None:
+    status_topic = topics.site_topic("ed", "status")
+    obs = observer(status_topic)
+    start_site("ed")
+    live = obs.wait(lambda o: online(o, "ed"), 15, "ed online")
+    stale = SiteStatus(state="offline", session=live.session - 1, ts=0.0)  # e.g. a will delayed by the broker
+    obs.publish(status_topic, encode_json(stale), retain=True)
+    obs.wait(lambda o: len(statuses(o, "ed")) >= 3 and online(o, "ed", live.session), 5, "the online repair")
+    late = observer(status_topic)  # the retained value is the live session again
+    retained = late.wait(lambda o: o.on(status_topic), 5, "the retained status")[-1]
+    assert decode_json(SiteStatus, retained.payload) == statuses(obs, "ed")[-1]
+
+
+def test_a_broker_restart_is_survived_with_a_new_session(
+    start_site: StartSite, observer: Callable[..., Observer], mosquitto: Server
+) -> None:
+    start_site("ed")
+    obs = observer("edgeoff/v1/sites/ed/#")
+    first = obs.wait(lambda o: online(o, "ed"), 15, "ed online")
+    mosquitto.restart()  # persistence off: retained statuses and subscriptions are gone
+
+    def back_online(o: Observer) -> SiteStatus | None:
+        status = online(o, "ed")
+        return status if status is not None and status.session > first.session else None
+
+    # higher, not necessarily first + 1: every connect attempt, even a refused one, takes a session number
+    second = obs.wait(back_online, 15, "ed online again with a new session after the broker restart")
+    beats_topic = topics.site_topic("ed", "heartbeat")
+
+    def new_beats(o: Observer) -> list[Heartbeat]:
+        beats = [decode_msgpack(Heartbeat, m.payload) for m in o.on(beats_topic)]
+        return [b for b in beats if b.session == second.session][:3]
+
+    assert (
+        len(obs.wait(lambda o: len(new_beats(o)) == 3 and new_beats(o), 5, "heartbeats of the new session"))
+        == 3
+    )
