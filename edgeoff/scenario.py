@@ -91,7 +91,7 @@ class Simulation(_Model):
 
 
 class Decision(_Model):
-    discount: Annotated[float, Field(ge=0, lt=1)] = 0.96
+    discount: Annotated[float, Field(ge=0, lt=1)] = 0.0
     time_weight_per_s: NonNegative = 1.0
     energy_weight_per_j: NonNegative = 1.0
 

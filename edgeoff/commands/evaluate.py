@@ -64,7 +64,7 @@ def add_parser(subparsers: Any) -> None:
         "--engines",
         type=_names,
         default=PAPER_ENGINES,
-        help=f"comma-separated from {', '.join(ENGINES)} (default: the paper's three)",
+        help=f"comma-separated from {', '.join(ENGINES)}, or 'all' (default: the paper's three)",
     )
     parser.add_argument("--apps", type=_positive, default=1000, help="application runs per repetition")
     parser.add_argument("--reps", type=_positive, default=100, help="repetitions")
@@ -97,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
     datasets = args.datasets or tuple(scenario.datasets)
     for name in datasets:
         scenario.dataset(name)  # unknown dataset: one-line error before anything is written
-    unknown = [e for e in args.engines if e not in ENGINES]
+    engines = tuple(ENGINES) if args.engines == ("all",) else args.engines
+    unknown = [e for e in engines if e not in ENGINES]
     if unknown:
         raise EvaluationError(f"unknown engine(s) {', '.join(unknown)} (known: {', '.join(ENGINES)})")
     hours = args.trace_hours or (
@@ -110,9 +111,7 @@ def run(args: argparse.Namespace) -> int:
         *(Setting(h, detections[0]) for h in hours[1:]),
         *(Setting(hours[0], d) for d in detections[1:]),
     )
-    config = ExperimentConfig(
-        datasets, tuple(args.engines), settings, args.apps, args.reps, args.seed, args.workers
-    )
+    config = ExperimentConfig(datasets, engines, settings, args.apps, args.reps, args.seed, args.workers)
     traces = load_traces(scenario, datasets, args.lanl)
 
     total = len(datasets) * len(config.engines) * len(settings)
