@@ -1,0 +1,181 @@
+"""The mobile agent against real site daemons, a real Mosquitto and a real Redis (started by the fixtures)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+import pytest
+
+from edgeoff.wire import topics
+from edgeoff.wire.codec import decode_json, decode_msgpack, encode_json
+from edgeoff.wire.messages import Prediction, SiteStatus, TaskRequest
+
+from .conftest import wait_for
+
+if TYPE_CHECKING:
+    from .conftest import Observer, Processes, Server
+
+pytestmark = pytest.mark.timeout(60)
+
+AGENT = "agent-1"
+SITES = ("ed", "ec", "er", "cd")
+POLICY = topics.agent_policy(AGENT)
+StartSite = Callable[..., subprocess.Popen[bytes]]
+
+
+def latest_status(obs: Observer, site: str) -> SiteStatus | None:
+    msgs = obs.on(topics.site_topic(site, "status"))
+    return decode_json(SiteStatus, msgs[-1].payload) if msgs else None
+
+
+def start_sites(start_site: StartSite, obs: Observer, env: dict[str, str] | None = None) -> dict[str, Any]:
+    procs = {site: start_site(site, env=env) for site in SITES}
+
+    def all_online() -> bool:
+        return all((s := latest_status(obs, site)) is not None and s.state == "online" for site in SITES)
+
+    obs.wait(lambda o: all_online(), 20, "every site online")
+    return procs
+
+
+@pytest.fixture
+def start_agent(
+    mosquitto: Server, redis_server: Server, processes: Processes, tmp_path: Path
+) -> Callable[..., tuple[subprocess.Popen[bytes], Path]]:
+    def start(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], Path]:
+        out = tmp_path / "agent-results.json"
+        base_env = {
+            "EDGEOFF_AGENT_BROKER__HOST": mosquitto.host,
+            "EDGEOFF_AGENT_BROKER__PORT": str(mosquitto.port),
+            "EDGEOFF_AGENT_REDIS__URL": f"redis://{redis_server.host}:{redis_server.port}/0",
+            "EDGEOFF_AGENT_SEED": "7",
+            "EDGEOFF_AGENT_WAIT_SITES_S": "15",
+            "EDGEOFF_AGENT_TIME_SCALE": "0.2",  # emulated transfers 5x faster: short tests
+        }
+        cmd = [sys.executable, "-m", "mobile_agent", "--out", str(out), *args]
+        return processes.start(cmd, {**base_env, **(env or {})}, name="agent"), out
+
+    return start
+
+
+def finished(
+    proc: subprocess.Popen[bytes], out: Path, processes: Processes, timeout: float
+) -> dict[str, Any]:
+    wait_for(lambda: proc.poll() is not None, timeout, "the agent to finish")
+    assert proc.returncode == 0, processes.log_of(proc)
+    record: dict[str, Any] = json.loads(out.read_text())
+    return record
+
+
+def test_agent_runs_applications_with_nothing_lost(
+    start_site: StartSite, start_agent: Any, observer: Callable[..., Observer], processes: Processes
+) -> None:
+    obs = observer("edgeoff/v1/#")
+    start_sites(start_site, obs)
+    proc, out = start_agent("--apps", "12")
+    record = finished(proc, out, processes, 40)
+    assert record["apps"] == 12
+    assert record["apps_completed"] == 12
+    assert record["tasks_lost"] == 0
+    assert record["offloads_per_1000_apps"] > 0  # the sites were used
+    assert record["availability_pct"]["mean"] == 100.0  # nothing failed
+    assert set(record) >= {"rt_s", "battery_pct", "availability_pct", "distribution_pct", "engine", "dataset"}
+    sent = [decode_msgpack(TaskRequest, m.payload) for m in obs.messages if m.topic.endswith("/tasks")]
+    assert len({(t.task_id, t.attempt) for t in sent}) == len(sent)  # one request per attempt
+
+
+def test_site_killed_mid_task_the_agent_falls_back_and_loses_nothing(
+    start_site: StartSite, start_agent: Any, observer: Callable[..., Observer], processes: Processes
+) -> None:
+    obs = observer("edgeoff/v1/#")
+    # Slow sites (x20 emulated computation) and a patient deadline, so the kill lands inside a task.
+    procs = start_sites(start_site, obs, env={"EDGEOFF_SITE_EXECUTION_SCALE": "20"})
+    proc, out = start_agent("--apps", "3", env={"EDGEOFF_AGENT_DEADLINE_FACTOR": "100"})
+    first = obs.wait(lambda o: [m for m in o.messages if m.topic.endswith("/tasks")], 20, "a task sent")[0]
+    victim = topics.parse_topic(first.topic).id
+    task = decode_msgpack(TaskRequest, first.payload)
+    procs[victim].send_signal(signal.SIGKILL)
+    obs.wait(lambda o: latest_status(o, victim).state == "offline", 5, f"{victim} offline")  # type: ignore[union-attr]
+    record = finished(proc, out, processes, 45)
+    assert record["tasks_lost"] == 0
+    assert record["apps_completed"] == 3
+    fallback = next(f for f in record["fallback_log"] if f["task_id"] == task.task_id)
+    assert fallback["from"] == victim
+    assert fallback["reason"] == "site offline"
+    assert fallback["to"] not in (None, victim)
+    assert record["failures"] >= 1
+    assert any(d["site"] == victim for d in record["detections"])
+
+
+def test_policy_is_retained_json_and_follows_predictions(
+    start_site: StartSite, start_agent: Any, observer: Callable[..., Observer], processes: Processes
+) -> None:
+    obs = observer("edgeoff/v1/#")
+    start_sites(start_site, obs)
+    proc, out = start_agent("--duration-s", "60")
+
+    def policy(o: Observer) -> dict[str, Any] | None:
+        msgs = o.on(POLICY)
+        return json.loads(msgs[-1].payload) if msgs else None
+
+    first = obs.wait(
+        lambda o: (p := policy(o)) is not None and all(p["usable"].values()) and p, 20, "a policy"
+    )
+    retained = observer(POLICY).wait(lambda o: o.on(POLICY), 5, "the retained policy")[0]
+    assert retained.retain
+    assert json.loads(retained.payload)["engine"] == "mdp-svr"
+
+    best = first["policy"]["md"]
+    assert best != "md"
+    low = Prediction(site=best, availability=0.01, version=1, model="svr", ts=1.0)
+    obs.publish(topics.prediction(best), encode_json(low), retain=True)
+    changed = obs.wait(
+        lambda o: (p := policy(o)) is not None and p["availability"][best] == 0.01 and p, 10, "the new policy"
+    )
+    assert changed["policy"]["md"] != best
+    assert changed["version"] > first["version"]
+    assert changed["prediction_versions"][best] == 1
+
+    other = next(site for site in SITES if site != best)
+    down = Prediction(site=other, availability=0.0, version=1, model="detector:down", ts=2.0)
+    obs.publish(topics.prediction(other), encode_json(down), retain=True)
+    obs.wait(lambda o: (p := policy(o)) is not None and p["usable"][other] is False, 10, "the site excluded")
+
+    proc.send_signal(signal.SIGTERM)
+    record = finished(proc, out, processes, 15)
+    assert record["tasks_lost"] == 0
+    assert any(d["site"] == other and d["how"] == "detector:down prediction" for d in record["detections"])
+
+
+def test_garbage_is_dropped_and_the_agent_keeps_serving(
+    start_site: StartSite, start_agent: Any, observer: Callable[..., Observer], processes: Processes
+) -> None:
+    obs = observer("edgeoff/v1/#")
+    start_sites(start_site, obs)
+    proc, out = start_agent("--apps", "10")
+    obs.wait(lambda o: o.on(POLICY), 20, "the agent to be serving")
+    garbage = [
+        (topics.results(AGENT), b"\xc1 not msgpack"),
+        (topics.results(AGENT), msgpack.packb({"task_id": "+", "attempt": "one"})),
+        (topics.results(AGENT), msgpack.packb([1, 2, 3])),
+        (topics.prediction("x"), b"{not json"),
+        (topics.prediction("ed"), json.dumps({"site": "ed", "availability": 7}).encode()),
+        (topics.site_topic("x", "status"), b"\x00\x01garbage"),
+        (topics.site_topic("ed", "status"), json.dumps({"state": "maybe", "session": -1}).encode()),
+        (f"{topics.PREFIX}/sites/ED/status", b"{}"),  # an id outside the contract
+        (topics.results(AGENT), b"\x00" * 200_000),
+    ]
+    for topic, payload in garbage:
+        obs.publish(topic, payload)
+    record = finished(proc, out, processes, 40)
+    assert record["apps_completed"] == 10
+    assert record["tasks_lost"] == 0
+    assert record["counters"].get("in_dropped.invalid", 0) >= len(garbage) - 1
+    assert record["counters"].get("callback_errors", 0) == 0

@@ -1,0 +1,292 @@
+"""The mobile agent's pure core: view, Algorithm 2 over failing sites, policy recomputation, the meter."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgeoff.cost import CostModel
+from edgeoff.engines import get_engine
+from edgeoff.errors import EvaluationError, NoFeasibleSolutionError
+from edgeoff.scenario import Scenario, default_scenario
+from edgeoff.wire.messages import Prediction, SiteStatus
+from mobile_agent.meter import (
+    Attempt,
+    Detection,
+    Injection,
+    Phase,
+    TaskMeasurement,
+    detection_summary,
+    phase_energy_j,
+    response_times_s,
+    summarise_run,
+)
+from mobile_agent.planner import DOWN_MODEL, AgentView, Planner, TaskSpec, expected_phases, sample_app_run
+
+SITES = ("ed", "ec", "er", "cd")
+MD, ED, EC, ER, CD = range(5)
+
+
+@pytest.fixture(scope="module")
+def scenario() -> Scenario:
+    return default_scenario()
+
+
+def online_view(scenario: Scenario) -> AgentView:
+    view = AgentView(scenario)
+    for site in SITES:
+        view.apply_status(site, SiteStatus(state="online", session=1, ts=0.0))
+    return view
+
+
+def task(*, offloadable: bool = True, memory_gb: float = 1.0, mi: float = 600.0) -> TaskSpec:
+    return TaskSpec("APP", "T", 0, 0, -1, mi, 6.0, 6.0, memory_gb, offloadable)
+
+
+def predict(view: AgentView, site: str, availability: float, version: int, model: str = "svr") -> str:
+    return view.apply_prediction(
+        site, Prediction(site=site, availability=availability, version=version, model=model, ts=0.0)
+    )
+
+
+# ------------------------------------------------------------------------------------------------ view
+
+
+def test_sites_without_status_are_unusable_and_the_phone_always_usable(scenario: Scenario) -> None:
+    view = AgentView(scenario)
+    assert view.usable().tolist() == [True, False, False, False, False]
+
+
+def test_offline_of_an_older_session_is_ignored(scenario: Scenario) -> None:
+    view = online_view(scenario)
+    assert view.apply_status("ed", SiteStatus(state="online", session=2, ts=0.0)) == "unchanged"
+    assert view.apply_status("ed", SiteStatus(state="offline", session=1, ts=0.0)) == "ignored"  # late will
+    assert view.usable()[ED]
+    assert view.apply_status("ed", SiteStatus(state="offline", session=2, ts=0.0)) == "down"
+    assert not view.usable()[ED]
+    assert view.apply_status("nosuchsite", SiteStatus(state="online", session=9, ts=0.0)) == "ignored"
+
+
+def test_predictions_detector_down_and_stale_versions(scenario: Scenario) -> None:
+    view = online_view(scenario)
+    assert predict(view, "ec", 0.9, 3) == "changed"
+    assert predict(view, "ec", 0.9, 4) == "unchanged"
+    assert predict(view, "ec", 0.1, 2) == "ignored"  # older than the one held
+    assert predict(view, "ec", 0.0, 5, DOWN_MODEL) == "down"
+    assert view.availability()[EC] == 0.0
+    assert predict(view, "ec", 0.8, 6) == "up"
+    assert view.availability()[EC] == 0.8
+    assert view.availability()[ER] == 1.0  # no prediction yet: the prior
+
+
+# ------------------------------------------------------------------------------------- Algorithm 2
+
+
+def test_failure_takes_the_next_best_action_and_records_the_reason(scenario: Scenario) -> None:
+    planner = Planner(scenario, get_engine("mdp-svr"))
+    plan = planner.plan(task(), MD, online_view(scenario))
+    order = list(np.argsort(-plan.values))
+    assert plan.action == order[0]
+    nxt = plan.fail("deadline passed")
+    assert nxt == order[1]
+    assert plan.fallbacks[-1].from_site == order[0]
+    assert plan.fallbacks[-1].to_site == order[1]
+    assert plan.fallbacks[-1].reason == "deadline passed"
+    assert plan.excluded[order[0]]
+
+
+def test_offline_and_detector_down_sites_are_excluded_up_front(scenario: Scenario) -> None:
+    planner = Planner(scenario, get_engine("mdp-svr"))
+    view = online_view(scenario)
+    best = planner.plan(task(), MD, view).action
+    assert best != MD
+    view.apply_status(scenario.site_ids[best], SiteStatus(state="offline", session=1, ts=0.0))
+    other = planner.plan(task(), MD, view).action
+    assert other not in (best, MD)
+    predict(view, scenario.site_ids[other], 0.0, 1, DOWN_MODEL)
+    plan = planner.plan(task(), MD, view)
+    assert plan.excluded[best]
+    assert plan.excluded[other]
+    assert plan.action not in (best, other)
+
+
+def test_sites_down_since_the_plan_are_excluded_on_failure(scenario: Scenario) -> None:
+    planner = Planner(scenario, get_engine("mdp-svr"))
+    view = online_view(scenario)
+    plan = planner.plan(task(), MD, view)
+    second = np.argsort(-plan.values)[1]
+    unusable = np.zeros(5, dtype=bool)
+    unusable[second] = True
+    assert plan.fail("site offline", unusable=unusable) != second
+
+
+def test_no_feasible_solution_when_nothing_is_left(scenario: Scenario) -> None:
+    planner = Planner(scenario, get_engine("mdp-svr"))
+    view = online_view(scenario)
+    big = task(memory_gb=64.0)  # only the cloud (128 GB) can host it
+    plan = planner.plan(big, MD, view)
+    assert plan.action == CD
+    with pytest.raises(NoFeasibleSolutionError):
+        plan.fail("site offline")
+    assert plan.fallbacks[-1].to_site is None
+    view.apply_status("cd", SiteStatus(state="offline", session=1, ts=0.0))
+    with pytest.raises(NoFeasibleSolutionError):
+        planner.plan(big, MD, view)
+
+
+def test_non_offloadable_tasks_run_on_the_phone(scenario: Scenario) -> None:
+    planner = Planner(scenario, get_engine("mdp-svr"))
+    plan = planner.plan(task(offloadable=False), MD, online_view(scenario))
+    assert plan.action == MD
+    assert plan.excluded.tolist() == [False, True, True, True, True]
+
+
+def test_efpo_re_executes_locally_and_kubehybrid_resumes_on_the_next_best(scenario: Scenario) -> None:
+    view = online_view(scenario)
+    efpo = Planner(scenario, get_engine("efpo")).plan(task(), MD, view)
+    assert efpo.action != MD
+    assert efpo.fail("deadline") == MD
+    kube_planner = Planner(scenario, get_engine("kubehybrid"))
+    kube = kube_planner.plan(task(), MD, view)
+    order = list(np.argsort(-kube.values))
+    assert kube.fail("site offline") == order[1]
+    assert kube_planner.restore_s() > 0
+    assert kube_planner.checkpoint_s(task(), ED) > 0
+    assert kube_planner.checkpoint_s(task(), MD) == 0
+
+
+def test_offline_only_engines_are_refused(scenario: Scenario) -> None:
+    with pytest.raises(EvaluationError, match="cannot run live"):
+        Planner(scenario, get_engine("mdp-oracle"))
+
+
+# ------------------------------------------------------------------------------------------- policy
+
+
+def test_a_prediction_change_changes_the_policy(scenario: Scenario) -> None:
+    planner = Planner(scenario, get_engine("mdp-svr"))
+    view = online_view(scenario)
+    before = planner.policy(view)
+    best = int(before.policy[MD])
+    assert best != MD
+    predict(view, scenario.site_ids[best], 0.05, 1)
+    after = planner.policy(view)
+    assert int(after.policy[MD]) != best
+    assert after.availability[best] == 0.05
+    body = after.to_json(scenario.site_ids)
+    assert body["availability"]["md"] == 1.0  # type: ignore[index]
+    assert set(body["policy"]) == set(scenario.site_ids)  # type: ignore[arg-type]
+
+
+def test_mdp_reactive_ignores_predictions(scenario: Scenario) -> None:
+    planner = Planner(scenario, get_engine("mdp-reactive"))
+    view = online_view(scenario)
+    predict(view, "ed", 0.01, 1)
+    assert planner.policy(view).availability[ED] == 1.0
+
+
+def test_deadline_is_the_expected_time_times_the_factor_plus_the_margin(scenario: Scenario) -> None:
+    planner = Planner(scenario, get_engine("mdp-svr"))
+    t = task()
+    expected = sum(expected_phases(planner.model, t, MD, ED))
+    assert planner.result_deadline_s(t, MD, ED, 0.5) == pytest.approx(3.0 * expected * 0.5 + 0.5)
+
+
+def test_expected_phases_match_the_cost_model(scenario: Scenario) -> None:
+    model = CostModel.from_scenario(scenario)
+    t = task()
+    costs = model.tasks(np.array([t.mi]), np.array([t.input_kb]), np.array([t.output_kb]))
+    for src in range(5):
+        for dst in range(5):
+            assert sum(expected_phases(model, t, src, dst)) == pytest.approx(costs.time_s[0, src, dst])
+
+
+def test_sampled_runs_follow_the_dag(scenario: Scenario) -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        run = sample_app_run(scenario, rng)
+        for spec in run:
+            assert spec.source < spec.index
+            assert spec.mi > 0
+
+
+# -------------------------------------------------------------------------------------------- meter
+
+
+def test_phase_energy_uses_the_phone_power_of_each_phase(scenario: Scenario) -> None:
+    model = CostModel.from_scenario(scenario)
+    # power: upload 1.3 W, download 1.0 W, compute 0.9 W, idle 0.3 W
+    assert phase_energy_j(model, Phase("upload", 2.0, MD, ED)) == pytest.approx(2.6)
+    assert phase_energy_j(model, Phase("upload", 2.0, ED, EC)) == pytest.approx(0.6)  # two sites talk
+    assert phase_energy_j(model, Phase("execute", 2.0, MD, MD)) == pytest.approx(1.8)
+    assert phase_energy_j(model, Phase("execute", 2.0, MD, ED)) == pytest.approx(0.6)
+    assert phase_energy_j(model, Phase("download", 2.0, ED, MD)) == pytest.approx(2.0)
+    assert phase_energy_j(model, Phase("detect", 1.5, MD, ED)) == pytest.approx(1.95)
+    assert phase_energy_j(model, Phase("detect", 1.5, EC, ED)) == pytest.approx(0.45)
+
+
+def measurement(
+    run: int, level: int, seconds: float, site: int, attempts: tuple[Attempt, ...]
+) -> TaskMeasurement:
+    phases = (Phase("execute", seconds, MD, site),)
+    return TaskMeasurement(run, level, site != MD, True, site, phases, attempts)
+
+
+def test_response_time_is_the_slowest_task_per_level_summed() -> None:
+    tasks = [
+        measurement(0, 0, 1.0, MD, ()),
+        measurement(0, 1, 2.0, ED, ()),
+        measurement(0, 1, 3.0, EC, ()),  # same level: only the slowest counts
+        measurement(0, 2, 0.5, MD, ()),
+        measurement(1, 0, 4.0, MD, ()),
+    ]
+    assert response_times_s(tasks).tolist() == [4.5, 4.0]
+
+
+def test_summary_on_a_hand_computed_run(scenario: Scenario) -> None:
+    ok_remote = (Attempt(ED, True, True),)
+    failed_then_ok = (Attempt(EC, False, True, "site offline"), Attempt(CD, True, True))
+    tasks = [
+        measurement(0, 0, 1.0, MD, (Attempt(MD, True, False),)),  # local: 0.9 J
+        measurement(0, 1, 2.0, ED, ok_remote),  # remote execute: idle 0.3 W -> 0.6 J
+        measurement(1, 0, 3.0, CD, failed_then_ok),  # 0.9 J
+        TaskMeasurement(1, 1, True, False, None, (), ()),  # never completed
+    ]
+    usable = np.array([1.0, 1.0, 0.5, 1.0, 1.0])
+    record = summarise_run(
+        scenario, "DS1", "mdp-svr", tasks, site_usable_share=usable, believed_availability=np.full(5, 0.9)
+    )
+    assert record["apps"] == 2
+    assert record["rt_s"]["mean"] == pytest.approx(3.0)  # runs: 1 + 2 and 3 + 0
+    assert record["rt_s"]["std"] == pytest.approx(0.0)
+    assert record["rt_s_total"] == pytest.approx(6.0)
+    assert record["energy_j"] == pytest.approx(2.4)
+    assert record["battery_pct"]["mean"] == pytest.approx((34200 - 2.4) / 34200 * 100)
+    assert record["availability_pct"]["mean"] == pytest.approx(200 / 3)  # 2 of 3 remote attempts
+    assert record["failures"] == 1
+    assert record["failures_per_1000_apps"] == pytest.approx(500.0)
+    assert record["offloads_per_1000_apps"] == pytest.approx(1500.0)
+    assert record["distribution_pct"] == {"MD": 0.0, "ED": 50.0, "EC": 0.0, "ER": 0.0, "CD": 50.0}
+    assert record["tasks_lost"] == 1
+    assert record["fallbacks"] == 1
+    assert record["site_availability_pct"]["ec"] == pytest.approx(50.0)
+    assert record["believed_availability_pct"]["ed"] == pytest.approx(90.0)
+
+
+def test_detection_latency_matches_each_failure_with_the_first_detection_after_it() -> None:
+    injections = [Injection("ec", 100.0, 3.0), Injection("cd", 200.0, 1.0), Injection("er", 300.0, 1.0)]
+    detections = [
+        Detection("ec", 99.0, "offline status"),  # before the failure: not this one
+        Detection("ec", 100.25, "offline status"),
+        Detection("cd", 200.75, "detector:down prediction"),
+        Detection("er", 400.0, "offline status"),  # far too late: another failure
+    ]
+    summary = detection_summary(injections, detections, slack_s=5.0)
+    assert summary["failures_injected"] == 3
+    assert summary["failures_detected"] == 2
+    latency = summary["detection_latency_ms"]
+    assert latency["count"] == 2
+    assert latency["mean"] == pytest.approx(500.0)
+    assert latency["p50"] == pytest.approx(500.0)
+    empty = detection_summary([], [])
+    assert empty["detection_latency_ms"]["mean"] is None
