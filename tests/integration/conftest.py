@@ -101,6 +101,7 @@ def mosquitto(tmp_path: Path) -> Iterator[Server]:
     conf = tmp_path / "mosquitto.conf"
     conf.write_text(
         f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n"
+        "set_tcp_nodelay true\n"
         "log_type error\nlog_type warning\n",
         encoding="utf-8",
     )
