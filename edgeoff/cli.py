@@ -18,12 +18,12 @@ EXIT_USAGE = 2  # bad input: the same code argparse uses for usage errors
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from edgeoff.commands import evaluate, traces, up
+    from edgeoff.commands import evaluate, health, status, traces, up
 
     parser = argparse.ArgumentParser(prog="edgeoff", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--version", action="version", version=f"edgeoff {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (evaluate, traces, up):
+    for module in (evaluate, traces, up, status, health):
         module.add_parser(subparsers)
     return parser
 

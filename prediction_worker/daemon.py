@@ -57,14 +57,11 @@ import argparse
 import json
 import logging
 import queue
-import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Annotated, Literal
 
 import redis
@@ -74,7 +71,7 @@ from redis.backoff import FullJitterBackoff
 from redis.retry import Retry
 from redis.typing import EncodableT, FieldT
 
-from edgeoff.errors import EdgeoffError
+from edgeoff.ops import EXIT_CONFIG, Operations, OpsSettings, add_ops_arguments, run_daemon
 from edgeoff.scenario import load_scenario
 from edgeoff.traces import NodeTrace, load_node_table
 from edgeoff.wire import topics
@@ -108,6 +105,7 @@ from prediction_worker.detector import (
 
 __all__ = [
     "DOWN_MODEL",
+    "EXIT_CONFIG",
     "PredictionStore",
     "PredictionWorker",
     "WorkerSettings",
@@ -118,7 +116,7 @@ __all__ = [
 log = logging.getLogger("edgeoff.worker")
 
 DOWN_MODEL = "detector:down"  # `model` of the prediction published while a site is suspected
-EXIT_CONFIG = 2  # bad settings or scenario: the code argparse uses for usage errors
+ERROR_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)  # |forecast - window availability|
 MAX_IDLE_WAIT_S = 0.1  # the loop re-checks the stop flag this often (the signal handler only sets a flag)
 QOS_HEARTBEAT = 0  # heartbeats are sent at QoS 0: a lost one is what the detector is for
 QOS_AT_LEAST_ONCE = 1
@@ -126,7 +124,7 @@ QOS_AT_LEAST_ONCE = 1
 Id = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
 
 
-class WorkerSettings(DaemonSettings):
+class WorkerSettings(DaemonSettings, OpsSettings):
     """Settings of a prediction worker: environment `EDGEOFF_WORKER_*` (`EDGEOFF_WORKER_BROKER__HOST`)."""
 
     model_config = SettingsConfigDict(env_prefix="EDGEOFF_WORKER_")
@@ -326,6 +324,7 @@ class PredictionWorker:
         seeds: Mapping[str, Seed] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        ops: Operations | None = None,
     ) -> None:
         self.settings = settings
         self.detector = detector
@@ -343,6 +342,17 @@ class PredictionWorker:
             max_message_bytes=settings.max_message_bytes,
         )
         self.counters = self.mqtt.counters
+        self.ops = ops if ops is not None else Operations(name=f"worker={settings.worker_id}")
+        self.ops.watch(self.counters)
+        self._prediction_error = self.ops.metrics.histogram(
+            "prediction_abs_error",
+            "Absolute error of the forecast in force when a window closed, against its availability.",
+            ERROR_BUCKETS,
+            ["site"],
+        )
+        self._availability = self.ops.metrics.gauge(
+            "predicted_availability", "The last published availability of each site.", ["site"]
+        )
         self._views: dict[str, _SiteView] = {}
         self._connects = 0
         self._next_poll = 0.0
@@ -369,6 +379,7 @@ class PredictionWorker:
         try:
             while not self.stop.is_set():
                 self.step()
+                self.ops.tick(connected=self.mqtt.connected.is_set())
         finally:
             self._shutdown()
 
@@ -513,6 +524,11 @@ class PredictionWorker:
         self._update(verdict.site, view)
 
     def _windows_closed(self, site: str, view: _SiteView, closed: int) -> None:
+        forecast = view.published  # the forecast of the next window, made before these windows closed
+        windows = view.trace.windows
+        if forecast is not None and forecast.model != DOWN_MODEL and len(windows) >= closed:
+            actual = windows[len(windows) - closed]  # the first window closed: the one that was forecast
+            self._prediction_error.labels(site=site).observe(abs(forecast.availability - actual))
         view.predictor.windows_closed(closed)
         for value in list(view.trace.windows)[-min(closed, len(view.trace.windows)) :]:
             try:
@@ -561,6 +577,7 @@ class PredictionWorker:
             self.counters.incr("predictions.not_published")  # re-published from Redis on reconnect
             return
         self.counters.incr("predictions.published")
+        self._availability.labels(site=prediction.site).set(prediction.availability)
         log.info(
             "worker: prediction %s = %.4f (%s, v%d)",
             prediction.site,
@@ -592,6 +609,7 @@ class PredictionWorker:
             log.warning("worker: cannot write counters: %s", exc)
 
     def _shutdown(self) -> None:
+        self.ops.stopping()
         self._write_stats()
         self.mqtt.stop(with_will=False)
         self.store.close()
@@ -622,6 +640,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--settings-file", type=Path, help="KEY=value settings file (systemd EnvironmentFile format)"
     )
+    add_ops_arguments(parser)
     return parser
 
 
@@ -632,7 +651,9 @@ def _settings(args: argparse.Namespace) -> WorkerSettings:
     return WorkerSettings(_env_file=args.settings_file, **overrides)
 
 
-def build_worker(settings: WorkerSettings, stop: threading.Event) -> PredictionWorker:
+def build_worker(
+    settings: WorkerSettings, stop: threading.Event, ops: Operations | None = None
+) -> PredictionWorker:
     """The worker for `settings`: scenario (heartbeat interval, dataset seeds), detector and Redis store."""
     scenario = load_scenario(settings.scenario)
     heartbeat_s = settings.heartbeat_s or scenario.detection.heartbeat_ms / 1000.0
@@ -649,34 +670,17 @@ def build_worker(settings: WorkerSettings, stop: threading.Event) -> PredictionW
         store=PredictionStore.from_settings(settings.redis),
         stop=stop,
         seeds=seeds,
+        ops=ops,
     )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`edgeoff-worker`: settings, logging, build, serve until SIGTERM/SIGINT, exit 0."""
-    args = build_parser().parse_args(argv)
-    try:
-        settings = _settings(args)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "settings"
-        print(f"edgeoff-worker: error: {where}: {err['msg']}", file=sys.stderr)
-        return EXIT_CONFIG
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format=f"%(asctime)s %(levelname)s worker={settings.worker_id} %(name)s: %(message)s",
+    """`edgeoff-worker`: settings, logging, build, serve until SIGTERM/SIGINT, exit 0 (2: bad settings)."""
+    return run_daemon(
+        prog="edgeoff-worker",
+        argv=argv,
+        parser=build_parser(),
+        settings_from_args=_settings,
+        build=build_worker,
+        label=lambda settings: {"worker": settings.worker_id},
     )
-    stop = threading.Event()
-    try:
-        worker = build_worker(settings, stop)
-    except EdgeoffError as exc:
-        print(f"edgeoff-worker: error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        stop.set()  # only a flag: the loop notices within MAX_IDLE_WAIT_S
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    worker.serve()
-    return 0

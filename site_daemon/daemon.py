@@ -14,23 +14,21 @@ from __future__ import annotations
 import argparse
 import logging
 import queue
-import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import Field, ValidationError
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from edgeoff.cost import CostModel
-from edgeoff.errors import EdgeoffError, ScenarioError
+from edgeoff.errors import ScenarioError
+from edgeoff.ops import EXIT_CONFIG, Operations, OpsSettings, add_ops_arguments, run_daemon
 from edgeoff.scenario import Scenario, Site, load_scenario
 from edgeoff.traces import load_node_table
 from edgeoff.wire import topics
@@ -43,17 +41,18 @@ from edgeoff.wire.store import TaskStore
 from site_daemon.execution import DEFAULT_HANDLERS, HandlerRegistry, Outcome, execute, execution_time_s
 from site_daemon.failure_injection import DEFAULT_TIME_COMPRESSION, Phase, failure_model_for_site, phases
 
-__all__ = ["SiteDaemon", "SiteSettings", "TaskFinished", "main"]
+__all__ = ["EXIT_CONFIG", "SiteDaemon", "SiteSettings", "TaskFinished", "main"]
 
 log = logging.getLogger("edgeoff.site")
 
-EXIT_CONFIG = 2  # bad settings, scenario or site: the code argparse uses for usage errors
+# task execution times range from milliseconds (small MI on a cloud site) to minutes (large MI on an ED)
+TASK_SECONDS_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 MAX_IDLE_WAIT_S = 0.1  # the loop re-checks the stop flag this often (the signal handler only sets a flag)
 QOS_AT_MOST_ONCE = 0
 QOS_AT_LEAST_ONCE = 1
 
 
-class SiteSettings(DaemonSettings):
+class SiteSettings(DaemonSettings, OpsSettings):
     """Settings of one site daemon: environment `EDGEOFF_SITE_*` (nested: `EDGEOFF_SITE_BROKER__HOST`)."""
 
     model_config = SettingsConfigDict(env_prefix="EDGEOFF_SITE_")
@@ -99,6 +98,7 @@ class SiteDaemon:
         handlers: HandlerRegistry = DEFAULT_HANDLERS,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        ops: Operations | None = None,
     ) -> None:
         self.settings = settings
         self.site = site
@@ -119,6 +119,11 @@ class SiteDaemon:
             max_message_bytes=settings.max_message_bytes,
         )
         self.counters = self.mqtt.counters
+        self.ops = ops if ops is not None else Operations(name=f"site={site.id}")
+        self.ops.watch(self.counters)
+        self._task_seconds = self.ops.metrics.histogram(
+            "task_seconds", "Execution time of the tasks this site ran.", TASK_SECONDS_BUCKETS, ["ok"]
+        )
         self._tasks_topic = topics.site_topic(site.id, "tasks")
         self._status_topic = topics.site_topic(site.id, "status")
         self._pool = ThreadPoolExecutor(settings.max_concurrent_tasks, thread_name_prefix=f"task-{site.id}")
@@ -145,6 +150,7 @@ class SiteDaemon:
         try:
             while not self.stop.is_set():
                 self._step()
+                self.ops.tick(connected=self._session is not None)
         finally:
             self._shutdown()
 
@@ -256,6 +262,7 @@ class SiteDaemon:
         self.mqtt.publish(
             topics.site_topic(self.site.id, "heartbeat"), encode_msgpack(beat), qos=QOS_AT_MOST_ONCE
         )
+        self.counters.incr("heartbeats_sent")
         self._seq += 1
         self._next_heartbeat += self.heartbeat_s
         if self._next_heartbeat < now:  # fell behind (a long stall): keep the cadence, do not burst
@@ -347,6 +354,7 @@ class SiteDaemon:
             self.counters.incr("results_not_stored")
             log.error("site %s: cannot store result of %s: %s", self.site.id, result.task_id, exc)
         self.counters.incr("tasks_done")
+        self._task_seconds.labels(ok="true" if result.ok else "false").observe(result.exec_s)
         self._publish_result(event.request.agent, result)
 
     def _publish_result(self, agent: str, result: TaskResult) -> None:
@@ -390,6 +398,7 @@ class SiteDaemon:
     # ------------------------------------------------------------------ shutdown
 
     def _shutdown(self) -> None:
+        self.ops.stopping()
         self._abort.set()
         session = self._session
         if session is not None and self._up:
@@ -426,6 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--settings-file", type=Path, help="KEY=value settings file (systemd EnvironmentFile format)"
     )
+    add_ops_arguments(parser)
     return parser
 
 
@@ -456,7 +466,7 @@ def _failures(settings: SiteSettings, scenario: Scenario) -> Iterator[Phase] | N
     return phases(model, np.random.default_rng(settings.seed))
 
 
-def build_daemon(settings: SiteSettings, stop: threading.Event) -> SiteDaemon:
+def build_daemon(settings: SiteSettings, stop: threading.Event, ops: Operations | None = None) -> SiteDaemon:
     """The daemon for `settings`: scenario, site, cost model, failure chain and Redis store."""
     scenario = load_scenario(settings.scenario)
     if settings.site not in scenario.site_ids:
@@ -473,34 +483,17 @@ def build_daemon(settings: SiteSettings, stop: threading.Event) -> SiteDaemon:
         store=TaskStore.from_settings(settings.redis),
         stop=stop,
         failures=_failures(settings, scenario),
+        ops=ops,
     )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`edgeoff-site`: settings, logging, build, serve until SIGTERM/SIGINT, exit 0."""
-    args = build_parser().parse_args(argv)
-    try:
-        settings = _settings(args)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "settings"
-        print(f"edgeoff-site: error: {where}: {err['msg']}", file=sys.stderr)
-        return EXIT_CONFIG
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format=f"%(asctime)s %(levelname)s site={settings.site} %(name)s: %(message)s",
+    """`edgeoff-site`: settings, logging, build, serve until SIGTERM/SIGINT, exit 0 (2: bad settings)."""
+    return run_daemon(
+        prog="edgeoff-site",
+        argv=argv,
+        parser=build_parser(),
+        settings_from_args=_settings,
+        build=build_daemon,
+        label=lambda settings: {"site": settings.site},
     )
-    stop = threading.Event()
-    try:
-        daemon = build_daemon(settings, stop)
-    except EdgeoffError as exc:
-        print(f"edgeoff-site: error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        stop.set()  # only a flag: the loop notices within MAX_IDLE_WAIT_S
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    daemon.serve()
-    return 0

@@ -1,0 +1,85 @@
+"""The health file: a daemon's own liveness and readiness, for probes that run a command.
+
+The serve loop rewrites a small JSON record atomically (temporary file + rename) about once a second:
+
+    {"name": "site=ed", "pid": 4242, "ts": 1735732800.1, "ready": true, "broker": true, "redis": true}
+
+`ts` is the wall clock of the loop's last pass, so a stuck loop shows as a stale file (liveness);
+`ready` is "connected to the broker and Redis reachable" (readiness). `edgeoff health FILE` turns
+that into an exit code (:func:`check_health`): what a Kubernetes exec probe, a compose healthcheck or a
+shell script calls. A stale or missing file is unhealthy; a daemon that stops cleanly writes ready=false.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+__all__ = ["HealthCheck", "HealthRecord", "check_health", "read_health", "write_health"]
+
+
+@dataclass(frozen=True)
+class HealthRecord:
+    name: str
+    pid: int
+    ts: float  # wall clock (epoch seconds) of the serve loop's last pass
+    ready: bool
+    broker: bool
+    redis: bool | None  # None: the daemon does not use Redis
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    ok: bool
+    message: str  # one line, for the probe's output
+
+
+def write_health(path: Path, record: HealthRecord) -> None:
+    """Replace `path` atomically with `record` (readers never see a partial file). Raises OSError."""
+    data = json.dumps(asdict(record), separators=(",", ":")).encode("utf-8")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.chmod(tmp, 0o644)  # readable by a probe running as another user
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_health(path: Path) -> HealthRecord:
+    """The record in `path`. Raises OSError, ValueError (not JSON), KeyError/TypeError (bad fields)."""
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    return HealthRecord(
+        name=str(raw["name"]),
+        pid=int(raw["pid"]),
+        ts=float(raw["ts"]),
+        ready=bool(raw["ready"]),
+        broker=bool(raw["broker"]),
+        redis=None if raw.get("redis") is None else bool(raw["redis"]),
+    )
+
+
+def check_health(path: Path, *, max_age_s: float, need_ready: bool, now: float) -> HealthCheck:
+    """Healthy when the file is at most `max_age_s` old (and ready, when `need_ready`)."""
+    try:
+        record = read_health(path)
+    except FileNotFoundError:
+        return HealthCheck(False, f"unhealthy: {path} does not exist (daemon not started?)")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return HealthCheck(False, f"unhealthy: cannot read {path}: {exc}")
+    age = now - record.ts
+    if age > max_age_s:
+        return HealthCheck(False, f"unhealthy: {record.name} last seen {age:.1f} s ago (max {max_age_s:g})")
+    parts = [f"broker {'up' if record.broker else 'down'}"]
+    if record.redis is not None:
+        parts.append(f"redis {'up' if record.redis else 'down'}")
+    detail = ", ".join(parts)
+    if need_ready and not record.ready:
+        return HealthCheck(False, f"not ready: {record.name} ({detail}, {age:.1f} s ago)")
+    state = "ready" if record.ready else "alive, not ready"
+    return HealthCheck(True, f"ok: {record.name} {state} ({detail}, {age:.1f} s ago)")
