@@ -8,6 +8,7 @@ Any EdgeoffError becomes a one-line message on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
@@ -17,20 +18,35 @@ from edgeoff.errors import EdgeoffError
 EXIT_USAGE = 2  # bad input: the same code argparse uses for usage errors
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from edgeoff.commands import evaluate, health, status, traces, up
+# Subcommands and their one-line help. Only the module of the command being run is imported: the others
+# pull in numpy, scikit-learn or the daemons, and `edgeoff health` must answer a Kubernetes probe quickly.
+COMMANDS: dict[str, str] = {
+    "evaluate": "run the paper's evaluation offline",
+    "traces": "LANL failure traces",
+    "up": "run the live system locally (brokers, sites, prediction worker, agent)",
+    "status": "live table of sites, workers and agents",
+    "health": "check a daemon's health file (probes)",
+}
 
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; `command` names the one subcommand whose module is imported (None: every one)."""
     parser = argparse.ArgumentParser(prog="edgeoff", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--version", action="version", version=f"edgeoff {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (evaluate, traces, up, status, health):
-        module.add_parser(subparsers)
+    for name, help_text in COMMANDS.items():
+        if command is None or name == command:
+            importlib.import_module(f"edgeoff.commands.{name}").add_parser(subparsers)
+        else:
+            subparsers.add_parser(name, help=help_text)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    command = next((w for w in words if not w.startswith("-")), None)
+    parser = build_parser(command if command in COMMANDS else "")
+    args = parser.parse_args(words)
     try:
         code: int = args.func(args)
     except EdgeoffError as exc:
