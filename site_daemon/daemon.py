@@ -47,6 +47,7 @@ log = logging.getLogger("edgeoff.site")
 
 # task execution times range from milliseconds (small MI on a cloud site) to minutes (large MI on an ED)
 TASK_SECONDS_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+KEEPALIVE_GRACE = 1.5  # Mosquitto drops a client after 1.5 x its keepalive without a packet
 MAX_IDLE_WAIT_S = 0.1  # the loop re-checks the stop flag this often (the signal handler only sets a flag)
 QOS_AT_MOST_ONCE = 0
 QOS_AT_LEAST_ONCE = 1
@@ -62,6 +63,11 @@ class SiteSettings(DaemonSettings, OpsSettings):
     dataset: str | None = None  # dataset configuration mapping sites to LANL nodes (failure injection)
     inject_failures: bool = False
     time_compression: Annotated[float, Field(gt=0)] = DEFAULT_TIME_COMPRESSION
+    # How an injected failure looks from outside. "hang" (a node that lost power): silence (no heartbeats,
+    # tasks swallowed) while the link seems alive; after 1.5 x keepalive, when Mosquitto would give up on a
+    # silent client, the link drops and the will fires. The heartbeat detector has to notice first. "crash"
+    # (a killed process on a live host): the link drops and the will fires at once.
+    failure_mode: Literal["hang", "crash"] = "hang"
     seed: int | None = None  # failure injection RNG; None: fresh entropy
     execution_scale: Annotated[float, Field(ge=0)] = 1.0  # wall seconds per emulated second of computation
     max_concurrent_tasks: Annotated[int, Field(ge=1)] = 1  # a site computes one task at a time by default
@@ -134,6 +140,7 @@ class SiteDaemon:
         self._seq = 0
         self._next_heartbeat = 0.0
         self._next_phase_at: float | None = None
+        self._link_expires_at: float | None = None  # a hung node's link: when the broker's keepalive runs out
         # results finished while disconnected, with their agent: published on the next connection
         self._unsent: list[tuple[str, TaskResult]] = []
 
@@ -156,7 +163,9 @@ class SiteDaemon:
 
     def _step(self) -> None:
         now = self.clock()
-        deadlines = [d for d in (self._heartbeat_due(), self._next_phase_at) if d is not None]
+        deadlines = [
+            d for d in (self._heartbeat_due(), self._next_phase_at, self._link_expires_at) if d is not None
+        ]
         timeout = min([MAX_IDLE_WAIT_S, *(d - now for d in deadlines)])
         try:
             event = self.inbox.get(timeout=max(timeout, 0.0))
@@ -169,6 +178,9 @@ class SiteDaemon:
             self._publish_heartbeat(now)
         if self._next_phase_at is not None and now >= self._next_phase_at:
             self._next_phase()
+        if self._link_expires_at is not None and now >= self._link_expires_at:
+            self._link_expires_at = None
+            self.mqtt.pause(with_will=True)  # the broker gives up on the silent link and fires the will
 
     def _heartbeat_due(self) -> float | None:
         return self._next_heartbeat if (self._up and self._session is not None) else None
@@ -377,7 +389,8 @@ class SiteDaemon:
             self._recover()
 
     def _crash(self, duration_s: float) -> None:
-        """Behave like a crashed node: silence, tasks abandoned, link dropped so the broker fires the will."""
+        """Behave like a failed node: silence, tasks abandoned; the will fires when the link is given up
+        (at once for `crash`, after 1.5 x keepalive for `hang`)."""
         self.counters.incr("failures_injected")
         log.warning(
             "site %s: injected failure for %.3f s (session %s)", self.site.id, duration_s, self._session
@@ -388,11 +401,19 @@ class SiteDaemon:
         self._abort = threading.Event()
         self._session = None
         self._unsent.clear()
-        self.mqtt.pause(with_will=True)
+        if self.settings.failure_mode == "crash":
+            self.mqtt.pause(with_will=True)
+        else:
+            self._link_expires_at = self.clock() + KEEPALIVE_GRACE * self.settings.broker.keepalive_s
 
     def _recover(self) -> None:
         log.warning("site %s: recovering from the injected failure", self.site.id)
         self._up = True
+        if self._link_expires_at is not None:
+            # Back before the broker noticed: a rebooted node's old link is simply gone (no will: the new
+            # session's online status follows at once), then it connects again with a new session.
+            self._link_expires_at = None
+            self.mqtt.pause(with_will=False)
         self.mqtt.resume()
 
     # ------------------------------------------------------------------ shutdown
@@ -431,6 +452,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--inject-failures", action="store_true", default=None, help="follow the node's Markov chain"
     )
     parser.add_argument("--time-compression", type=float, help="trace seconds per wall second (default 3600)")
+    parser.add_argument(
+        "--failure-mode",
+        choices=("hang", "crash"),
+        help="injected failures go silent until the broker's keepalive expires (hang, default) "
+        "or drop the link at once (crash)",
+    )
     parser.add_argument("--seed", type=int, help="seed of the failure injection RNG")
     parser.add_argument(
         "--settings-file", type=Path, help="KEY=value settings file (systemd EnvironmentFile format)"

@@ -7,17 +7,22 @@ import itertools
 import signal
 import statistics
 import subprocess
+import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import msgpack
 import pytest
 
+from edgeoff.scenario import default_scenario
 from edgeoff.wire import topics
 from edgeoff.wire.codec import decode_json, decode_msgpack, encode_json, encode_msgpack
 from edgeoff.wire.messages import Heartbeat, SiteProfile, SiteStatus, TaskRequest, TaskResult
 from edgeoff.wire.store import TaskStore
+from site_daemon.daemon import SiteDaemon, SiteSettings
 from site_daemon.execution import decode_scan_output, encode_scan_request
+from site_daemon.failure_injection import Phase
 
 if TYPE_CHECKING:
     from .conftest import Observer, Processes, Server
@@ -237,7 +242,18 @@ def test_injected_failures_go_offline_and_come_back_with_new_sessions(
 ) -> None:
     # ec follows LANL node 19_1 in DS1 (MTTF ~87 h, MTTR ~8.7 h); 100 trace hours per wall second
     obs = observer(topics.site_topic("ec", "status"))
-    start_site("ec", "--dataset", "DS1", "--inject-failures", "--time-compression", "360000", "--seed", "7")
+    start_site(
+        "ec",
+        "--dataset",
+        "DS1",
+        "--inject-failures",
+        "--time-compression",
+        "360000",
+        "--seed",
+        "7",
+        "--failure-mode",
+        "crash",
+    )
     obs.wait(lambda o: online(o, "ec", 1), 15, "ec online")
 
     def recovered(o: Observer) -> bool:
@@ -291,3 +307,54 @@ def test_a_broker_restart_is_survived_with_a_new_session(
         len(obs.wait(lambda o: len(new_beats(o)) == 3 and new_beats(o), 5, "heartbeats of the new session"))
         == 3
     )
+
+
+def test_a_hung_site_goes_silent_and_the_broker_gives_up_on_it_after_the_keepalive(
+    mosquitto: Server, redis_server: Server, observer: Callable[..., Observer]
+) -> None:  # a service test: the daemon in this process, with a scripted failure, against the real broker
+    """failure_mode "hang": heartbeats stop at once, the will after 1.5 x keepalive, then a new session."""
+    settings = SiteSettings(
+        site="ec",
+        broker={"host": mosquitto.host, "port": mosquitto.port, "keepalive_s": 1},
+        redis={"url": f"redis://{redis_server.host}:{redis_server.port}/0"},
+        inject_failures=True,
+        failure_mode="hang",
+    )
+    scenario = default_scenario()
+    script = iter([Phase("up", 1.0), Phase("down", 4.0), Phase("up", 3600.0)])
+    stop = threading.Event()
+    obs = observer(topics.site_topic("ec", "status"), topics.site_topic("ec", "heartbeat"))
+    daemon = SiteDaemon(
+        settings=settings,
+        site=scenario.sites[scenario.site_ids.index("ec")],
+        heartbeat_s=0.15,
+        compute_s=lambda mi: 0.0,
+        store=TaskStore.from_settings(settings.redis),
+        stop=stop,
+        failures=script,
+    )
+    thread = threading.Thread(target=daemon.serve, daemon=True)
+    thread.start()
+    try:
+        obs.wait(lambda o: online(o, "ec", 1), 15, "ec online")
+
+        def beats(o: Observer) -> list[float]:  # the daemon runs in this process: its monotonic clock is ours
+            return [
+                decode_msgpack(Heartbeat, m.payload).mono_ts
+                for m in o.on(topics.site_topic("ec", "heartbeat"))
+            ]
+
+        will = obs.wait(
+            lambda o: next((s for s in statuses(o, "ec") if s.state == "offline"), None), 10, "the will"
+        )
+        will_seen = time.monotonic()
+        assert will.session == 1
+        last_beat = max(t for t in beats(obs) if t < will_seen)
+        # silent first: the will came 1.5 x keepalive (1.5 s) after the last heartbeat, not at once
+        assert will_seen - last_beat >= 1.2
+        back = obs.wait(lambda o: online(o, "ec", 2) or online(o, "ec", 3), 10, "a new session online")
+        assert back.session > will.session
+        obs.wait(lambda o: any(t > will_seen + 1.0 for t in beats(o)), 10, "heartbeats again")
+    finally:
+        stop.set()
+        thread.join(10)
