@@ -9,6 +9,12 @@ drains the inbox while it waits, so statuses, predictions and results are handle
 recomputed and published (retained JSON on `agents/{agent}/policy`) whenever a prediction or a status
 changes.
 
+Operations (edgeoff.ops, as the site daemon and the prediction worker): `--log-format`, `--metrics-port` and
+`--health-file` (`EDGEOFF_AGENT_METRICS_PORT`, ...). Every wait of the agent ticks the operations, so the
+health file and the systemd watchdog stay fresh during long waits for a result. Besides the MQTT counters
+it counts `policy_recomputations` and `fallbacks.<reason>` (offline, detector_down, deadline, site_error,
+not_connected) and observes `edgeoff_task_round_trip_seconds{site,ok}` (request sent to result received).
+
 A remote attempt: emulated upload (the cost model's transfer time x `time_scale`), a TaskRequest at QoS 1
 to the site's tasks topic (a new task id per task, attempt 0, 1, ... per retry), then a wait for its
 TaskResult (idempotent by (task id, attempt): duplicates are counted and ignored) until the deadline, the
@@ -24,22 +30,20 @@ import json
 import logging
 import queue
 import secrets
-import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Annotated, Any
 
 import numpy as np
-from pydantic import Field, ValidationError
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from edgeoff.engines import get_engine
-from edgeoff.errors import EdgeoffError, NoFeasibleSolutionError
+from edgeoff.errors import NoFeasibleSolutionError
+from edgeoff.ops import EXIT_CONFIG, Operations, OpsSettings, add_ops_arguments, run_daemon
 from edgeoff.scenario import Scenario, load_scenario
 from edgeoff.wire import topics
 from edgeoff.wire.codec import decode_json, decode_msgpack, encode_msgpack
@@ -58,17 +62,18 @@ from mobile_agent.planner import (
     sample_app_run,
 )
 
-__all__ = ["AgentSettings", "MobileAgent", "main"]
+__all__ = ["EXIT_CONFIG", "AgentService", "AgentSettings", "MobileAgent", "main"]
 
 log = logging.getLogger("edgeoff.agent")
 
-EXIT_CONFIG = 2  # bad settings or scenario: the code argparse uses for usage errors
 MAX_IDLE_WAIT_S = 0.1  # the loop re-checks the stop flag this often (the signal handler only sets a flag)
 QOS_AT_LEAST_ONCE = 1
 MAX_RECORDED_FALLBACKS = 1000  # the results file keeps the first fallbacks in full, counts all
+# wall seconds from a task request to its result: milliseconds (a cloud site) to minutes (a slow ED)
+ROUND_TRIP_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
-class AgentSettings(DaemonSettings):
+class AgentSettings(DaemonSettings, OpsSettings):
     """Settings of one mobile agent: environment `EDGEOFF_AGENT_*` (nested: `EDGEOFF_AGENT_BROKER__HOST`)."""
 
     model_config = SettingsConfigDict(env_prefix="EDGEOFF_AGENT_")
@@ -87,6 +92,14 @@ class AgentSettings(DaemonSettings):
     wait_sites_s: Annotated[float, Field(ge=0)] = 10.0  # wait this long for every site to be online first
     out: Path | None = None  # results JSON, written when done
     publish_timeout_s: Annotated[float, Field(gt=0)] = 2.0
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why a remote attempt failed: `kind` labels the fallback metric, `detail` is logged and recorded."""
+
+    kind: str  # offline, detector_down, deadline, site_error, not_connected
+    detail: str
 
 
 @dataclass
@@ -117,6 +130,7 @@ class MobileAgent:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         on_policy: Callable[[dict[str, Any]], None] | None = None,
+        ops: Operations | None = None,
     ) -> None:
         self.settings = settings
         self.scenario = scenario
@@ -135,7 +149,15 @@ class MobileAgent:
             inbox=self.inbox,
             max_message_bytes=settings.max_message_bytes,
         )
-        self.counters = self.mqtt.counters
+        self.counters = self.mqtt.counters  # the agent counts on the MQTT client's counters
+        self.ops = ops if ops is not None else Operations(name=f"agent={settings.agent}")
+        self.ops.watch(self.counters)
+        self._round_trip = self.ops.metrics.histogram(
+            "task_round_trip_seconds",
+            "Wall seconds from a task request sent to its result received, by site and outcome.",
+            ROUND_TRIP_BUCKETS,
+            ["site", "ok"],
+        )
         self.rng = np.random.default_rng(settings.seed)
         self._results_topic = topics.results(settings.agent)
         self._policy_topic = topics.agent_policy(settings.agent)
@@ -235,14 +257,21 @@ class MobileAgent:
                 return TaskMeasurement(
                     run, spec.level, spec.offloadable, True, action, tuple(phases), tuple(attempts)
                 )
-            reason = self._run_remotely(task_id, attempt, spec, state, action, phases)
-            attempts.append(Attempt(site=action, ok=reason is None, remote=True, reason=reason))
-            if reason is None:
+            failure = self._run_remotely(task_id, attempt, spec, state, action, phases)
+            attempts.append(
+                Attempt(
+                    site=action,
+                    ok=failure is None,
+                    remote=True,
+                    reason=None if failure is None else failure.detail,
+                )
+            )
+            if failure is None:
                 return TaskMeasurement(
                     run, spec.level, spec.offloadable, True, action, tuple(phases), tuple(attempts)
                 )
             attempt += 1
-            if not self._fall_back(plan, task_id, reason, spec, state, phases):
+            if not self._fall_back(plan, task_id, failure, spec, state, phases):
                 return TaskMeasurement(
                     run,
                     spec.level,
@@ -255,15 +284,23 @@ class MobileAgent:
                 )
 
     def _fall_back(
-        self, plan: TaskPlan, task_id: str, reason: str, spec: TaskSpec, state: int, phases: list[Phase]
+        self,
+        plan: TaskPlan,
+        task_id: str,
+        failure: Failure,
+        spec: TaskSpec,
+        state: int,
+        phases: list[Phase],
     ) -> bool:
         """Algorithm 2: exclude the failed action, take the next best; False when nothing is left."""
         failed = plan.action
+        reason = failure.detail
         try:
             nxt: int | None = plan.fail(reason, unusable=~self.view.usable())
         except NoFeasibleSolutionError:
             nxt = None
         self.record.fallback_count += 1
+        self.counters.incr(f"fallbacks.{failure.kind}")
         entry = {
             "task_id": task_id,
             "from": self.site_ids[failed],
@@ -298,8 +335,8 @@ class MobileAgent:
 
     def _run_remotely(
         self, task_id: str, attempt: int, spec: TaskSpec, state: int, site: int, phases: list[Phase]
-    ) -> str | None:
-        """One remote attempt; None on success, else the reason it failed."""
+    ) -> Failure | None:
+        """One remote attempt; None on success, else why it failed."""
         site_id = self.site_ids[site]
         upload, _, download = self.planner.expected_phases(spec, state, site)
         if upload > 0:
@@ -329,7 +366,7 @@ class MobileAgent:
         if info is None:
             self._sent.pop(key, None)
             phases.append(Phase("detect", 0.0, state, site))
-            return "not connected to the broker"
+            return Failure("not_connected", "not connected to the broker")
         self.counters.incr("tasks_sent")
         usable = self.view.usable
 
@@ -337,9 +374,12 @@ class MobileAgent:
             return key in self._results or not usable()[site]
 
         self._pump(sent_at + deadline_s, settled)
-        waited = (self.clock() - sent_at) / self.settings.time_scale
+        elapsed = self.clock() - sent_at
+        waited = elapsed / self.settings.time_scale
         self._sent.pop(key, None)
         result = self._results.pop(key, None)
+        if result is not None:
+            self._round_trip.labels(site=site_id, ok="true" if result.ok else "false").observe(elapsed)
         if result is not None and result.ok:
             phases.append(Phase("execute", waited, state, site))
             checkpoint = self.planner.checkpoint_s(spec, site)
@@ -349,18 +389,16 @@ class MobileAgent:
             return None
         phases.append(Phase("detect", waited, state, site))
         if result is not None:
-            return f"site error: {result.error or 'failed'}"
+            return Failure("site_error", f"site error: {result.error or 'failed'}")
         if not self.view.usable()[site]:
             return self._unusable_reason(site_id)
         self.counters.incr("deadlines_missed")
-        return f"deadline {deadline_s:.3f} s passed"
+        return Failure("deadline", f"deadline {deadline_s:.3f} s passed")
 
-    def _unusable_reason(self, site_id: str) -> str:
-        return (
-            "site suspected by the detector (detector:down)"
-            if site_id in self.view.online_sites()
-            else "site offline"
-        )
+    def _unusable_reason(self, site_id: str) -> Failure:
+        if site_id in self.view.online_sites():
+            return Failure("detector_down", "site suspected by the detector (detector:down)")
+        return Failure("offline", "site offline")
 
     def _wait_model(self, model_s: float) -> float:
         """Emulate `model_s` seconds of work (scaled to wall time), handling events; the model seconds."""
@@ -381,6 +419,7 @@ class MobileAgent:
     def _pump(self, until: float, done: Callable[[], bool], *, interruptible: bool = False) -> None:
         """Handle events until `done()`, the time `until` (clock), or (interruptible) a stop request."""
         while not done():
+            self.ops.tick(connected=self.mqtt.connected.is_set())
             if interruptible and self.stop.is_set():
                 return
             remaining = until - self.clock()
@@ -469,6 +508,7 @@ class MobileAgent:
         if self._policy_body is None or not progress_only:
             snapshot = self.planner.policy(self.view)
             self._policy_version += 1
+            self.counters.incr("policy_recomputations")
             self._policy_body = {
                 "agent": self.settings.agent,
                 "engine": self.planner.engine.name,
@@ -525,6 +565,7 @@ class MobileAgent:
         return record
 
     def _shutdown(self) -> None:
+        self.ops.stopping()
         self.mqtt.stop(with_will=False)
         log.info("agent %s: stopped; counters %s", self.settings.agent, self.counters.snapshot())
 
@@ -555,6 +596,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--settings-file", type=Path, help="KEY=value settings file (systemd EnvironmentFile format)"
     )
+    add_ops_arguments(parser)
     return parser
 
 
@@ -565,9 +607,10 @@ def _settings(args: argparse.Namespace) -> AgentSettings:
     return AgentSettings(_env_file=args.settings_file, **overrides)
 
 
-def build_agent(settings: AgentSettings, stop: threading.Event) -> MobileAgent:
+def build_agent(settings: AgentSettings, stop: threading.Event, ops: Operations | None = None) -> MobileAgent:
+    """The agent for `settings`: scenario (an unknown dataset is a configuration error), engine, planner."""
     scenario = load_scenario(settings.scenario)
-    scenario.dataset(settings.dataset)  # an unknown dataset is a configuration error
+    scenario.dataset(settings.dataset)
     planner = Planner(
         scenario,
         get_engine(settings.engine),
@@ -577,7 +620,7 @@ def build_agent(settings: AgentSettings, stop: threading.Event) -> MobileAgent:
             prior_availability=settings.prior_availability,
         ),
     )
-    return MobileAgent(settings=settings, scenario=scenario, planner=planner, stop=stop)
+    return MobileAgent(settings=settings, scenario=scenario, planner=planner, stop=stop, ops=ops)
 
 
 def write_results(path: Path, record: dict[str, Any]) -> None:
@@ -588,34 +631,34 @@ def write_results(path: Path, record: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+@dataclass
+class AgentService:
+    """The agent as a daemon for `run_daemon`: `serve()` runs it, then writes the results (if `out`)."""
+
+    agent: MobileAgent
+    out: Path | None
+
+    def serve(self) -> dict[str, Any]:
+        record = self.agent.run()
+        if self.out is not None:
+            write_results(self.out, record)
+            log.info("agent %s: results written to %s", self.agent.settings.agent, self.out)
+        return record
+
+
+def build_service(settings: AgentSettings, stop: threading.Event, ops: Operations) -> AgentService:
+    return AgentService(build_agent(settings, stop, ops), settings.out)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """`edgeoff-agent`: settings, logging, build, run until done or SIGTERM/SIGINT, write results, exit 0."""
-    args = build_parser().parse_args(argv)
-    try:
-        settings = _settings(args)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "settings"
-        print(f"edgeoff-agent: error: {where}: {err['msg']}", file=sys.stderr)
-        return EXIT_CONFIG
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format=f"%(asctime)s %(levelname)s agent={settings.agent} %(name)s: %(message)s",
+    """`edgeoff-agent`: settings, logging, build, run until done or SIGTERM/SIGINT (after the current
+    task), write the results, exit 0 (2: bad settings or scenario)."""
+    return run_daemon(
+        prog="edgeoff-agent",
+        argv=argv,
+        parser=build_parser(),
+        settings_from_args=_settings,
+        build=build_service,
+        label=lambda settings: {"agent": settings.agent},
+        check_redis=False,  # the agent does not use Redis: ready = connected to the broker
     )
-    stop = threading.Event()
-    try:
-        agent = build_agent(settings, stop)
-    except EdgeoffError as exc:
-        print(f"edgeoff-agent: error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        stop.set()  # only a flag: the agent stops after its current task
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    record = agent.run()
-    if settings.out is not None:
-        write_results(settings.out, record)
-        log.info("agent %s: results written to %s", settings.agent, settings.out)
-    return 0

@@ -30,7 +30,8 @@ Metric families (all prefixed `edgeoff_`):
 
 Besides these, :class:`~edgeoff.ops.daemon.Operations` keeps gauges (`edgeoff_ready`,
 `edgeoff_broker_connected`, `edgeoff_redis_reachable`, `edgeoff_loop_heartbeat_timestamp_seconds`) and the
-daemons add their histograms (`edgeoff_task_seconds`, `edgeoff_prediction_abs_error`).
+daemons add their histograms (`edgeoff_task_seconds`, `edgeoff_prediction_abs_error`,
+`edgeoff_task_round_trip_seconds`).
 """
 
 from __future__ import annotations

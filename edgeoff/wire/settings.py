@@ -50,9 +50,8 @@ class BrokerSettings(_Section):
     reconnect_min_s: Seconds = 0.1  # first backoff ceiling after a lost connection
     reconnect_max_s: Seconds = 30.0  # cap of the exponential backoff (full jitter below it)
     connect_timeout_s: Seconds = 5.0
-    inbox_size: Annotated[int, Field(ge=1)] = (
-        10_000  # messages waiting for the daemon's thread; more are dropped
-    )
+    # messages waiting for the daemon's thread; more are dropped
+    inbox_size: Annotated[int, Field(ge=1)] = 10_000
 
     @model_validator(mode="after")
     def _backoff_ordered(self) -> BrokerSettings:

@@ -17,7 +17,8 @@ from edgeoff.wire import topics
 from edgeoff.wire.codec import decode_json, decode_msgpack, encode_json
 from edgeoff.wire.messages import Prediction, SiteStatus, TaskRequest
 
-from .conftest import wait_for
+from .conftest import free_port, wait_for
+from .test_observability import CLI_S, Samples, health, scrape, value
 
 if TYPE_CHECKING:
     from .conftest import Observer, Processes, Server
@@ -33,6 +34,11 @@ StartSite = Callable[..., subprocess.Popen[bytes]]
 def latest_status(obs: Observer, site: str) -> SiteStatus | None:
     msgs = obs.on(topics.site_topic(site, "status"))
     return decode_json(SiteStatus, msgs[-1].payload) if msgs else None
+
+
+def round_trips(samples: Samples) -> float:
+    """Task results received so far, over every site and outcome."""
+    return sum(v for (name, _), v in samples.items() if name == "edgeoff_task_round_trip_seconds_count")
 
 
 def start_sites(start_site: StartSite, obs: Observer, env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -204,3 +210,88 @@ def test_broker_restarted_under_load_everything_reconnects_and_nothing_is_lost(
     record = finished(proc, out, processes, 60)
     assert record["apps_completed"] == 30
     assert record["tasks_lost"] == 0
+
+
+def test_agent_serves_metrics_and_a_ready_health_file_while_it_runs(
+    start_site: StartSite,
+    start_agent: Any,
+    observer: Callable[..., Observer],
+    processes: Processes,
+    tmp_path: Path,
+) -> None:
+    obs = observer("edgeoff/v1/#")
+    start_sites(start_site, obs)
+    port, health_file = free_port(), tmp_path / "agent-health.json"
+    proc, out = start_agent(
+        "--duration-s",
+        "60",
+        env={
+            "EDGEOFF_AGENT_METRICS_PORT": str(port),
+            "EDGEOFF_AGENT_METRICS_HOST": "127.0.0.1",
+            "EDGEOFF_AGENT_HEALTH_FILE": str(health_file),
+            "EDGEOFF_AGENT_HEALTH_INTERVAL_S": "0.2",
+        },
+    )
+
+    def busy() -> Samples | None:
+        samples = scrape(port)
+        if not samples or value(samples, "edgeoff_ready") != 1:  # readiness is reported every 0.2 s
+            return None
+        return samples if round_trips(samples) >= 3 else None  # task results received
+
+    samples = wait_for(busy, 30, "a ready agent's metrics with task results")
+    assert samples is not None
+    assert value(samples, "edgeoff_policy_recomputations_total") > 0
+    assert value(samples, "edgeoff_mqtt_connects_total") == 1
+    assert value(samples, "edgeoff_mqtt_messages_sent_total") >= 3
+    assert value(samples, "edgeoff_broker_connected") == 1
+    assert ("edgeoff_redis_reachable", ()) in samples  # a gauge of every daemon: the agent has no Redis
+
+    wait_for(lambda: health(health_file, "--ready", "--max-age", "5").returncode == 0, 10, "a ready agent")
+    cli = subprocess.run(
+        [sys.executable, "-m", "edgeoff.cli", "health", str(health_file), "--ready"],
+        capture_output=True,
+        text=True,
+        timeout=CLI_S,
+        check=False,
+    )
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    assert cli.stdout.startswith("ok: agent=agent-1 ready (broker up,"), cli.stdout  # no Redis part
+
+    proc.send_signal(signal.SIGTERM)  # stop after the current task, write the results, exit 0
+    record = finished(proc, out, processes, 15)
+    assert record["tasks_lost"] == 0
+    assert record["counters"]["policy_recomputations"] == record["policy_versions"]
+    assert health(health_file, "--ready").returncode == 1  # stopping: not ready at once
+
+
+def test_agent_fallbacks_are_counted_by_reason_in_its_metrics(
+    start_site: StartSite,
+    start_agent: Any,
+    observer: Callable[..., Observer],
+    processes: Processes,
+) -> None:
+    obs = observer("edgeoff/v1/#")
+    procs = start_sites(start_site, obs, env={"EDGEOFF_SITE_EXECUTION_SCALE": "20"})  # slow: kill mid-task
+    port = free_port()
+    proc, out = start_agent(
+        "--apps",
+        "3",
+        "--metrics-port",
+        str(port),
+        env={"EDGEOFF_AGENT_DEADLINE_FACTOR": "100", "EDGEOFF_AGENT_METRICS_HOST": "127.0.0.1"},
+    )
+    first = obs.wait(lambda o: [m for m in o.messages if m.topic.endswith("/tasks")], 20, "a task sent")[0]
+    procs[topics.parse_topic(first.topic).id].send_signal(signal.SIGKILL)
+
+    def fell_back() -> Samples | None:
+        samples = scrape(port)
+        return samples if samples and value(samples, "edgeoff_fallbacks_total", reason="offline") else None
+
+    samples = wait_for(fell_back, 15, "a fallback in the agent's metrics")
+    assert samples is not None
+    assert value(samples, "edgeoff_fallbacks_total", reason="offline") >= 1
+    record = finished(proc, out, processes, 45)
+    assert record["tasks_lost"] == 0
+    fallbacks = {k: v for k, v in record["counters"].items() if k.startswith("fallbacks.")}
+    assert sum(fallbacks.values()) == record["fallbacks"] >= 1
