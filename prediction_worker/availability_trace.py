@@ -74,10 +74,11 @@ class Interval:
 
 @dataclass(frozen=True)
 class Forecast:
-    """Predicted availability of the next window, and the model that made it."""
+    """Predicted availability of the next window, the model that made it and that model's backtest MAE."""
 
     availability: float
     model: str
+    error_mae: float | None = None
 
 
 class SiteTrace:
@@ -200,6 +201,7 @@ class SitePredictor:
         self.context = context
         self.forecaster_: Forecaster | None = None
         self.reason_: str | None = None
+        self.error_mae_: float | None = None  # the selected forecaster's MAE on its selection backtest
         self._new_windows = 0
 
     @property
@@ -230,6 +232,7 @@ class SitePredictor:
                 self.reason_ = str(exc)
                 return self.prior
             self.forecaster_, self.reason_ = selection.forecaster, selection.reason
+            self.error_mae_ = selection.inner_errors[selection.name].mae
             self._new_windows = 0
         try:
             value = float(self.forecaster_.predict_next(series))
@@ -238,4 +241,4 @@ class SitePredictor:
             return self.prior
         if not np.isfinite(value):
             return self.prior
-        return Forecast(min(1.0, max(0.0, value)), self.forecaster_.name)
+        return Forecast(min(1.0, max(0.0, value)), self.forecaster_.name, self.error_mae_)

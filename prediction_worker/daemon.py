@@ -164,11 +164,12 @@ class WorkerSettings(DaemonSettings, OpsSettings):
 
 # ---------------------------------------------------------------------- Redis: the value of record
 
-# KEYS[1] prediction hash; ARGV availability, model, ts, up, worker. Returns the new version.
+# KEYS[1] prediction hash; ARGV availability, model, ts, up, worker, error_mae ('' for none).
+# Returns the new version.
 _WRITE_PREDICTION_LUA = """
 local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
 redis.call('HSET', KEYS[1], 'availability', ARGV[1], 'model', ARGV[2], 'ts', ARGV[3], 'up', ARGV[4],
-           'worker', ARGV[5])
+           'worker', ARGV[5], 'error_mae', ARGV[6])
 return version
 """
 
@@ -209,11 +210,20 @@ class PredictionStore:
     def _site_key(self, site: str, what: str) -> str:
         return f"{self._prefix}site:{topics.validate_id(site, what='site id')}:{what}"
 
-    def write_prediction(self, site: str, availability: float, model: str, ts: float, worker: str) -> int:
+    def write_prediction(
+        self,
+        site: str,
+        availability: float,
+        model: str,
+        ts: float,
+        worker: str,
+        error_mae: float | None = None,
+    ) -> int:
         """Store a changed prediction atomically; returns its version (one more than the last)."""
         up = 0 if model == DOWN_MODEL else 1
+        error = "" if error_mae is None else repr(error_mae)
         try:
-            args: list[str | int] = [repr(availability), model, repr(ts), up, worker]
+            args: list[str | int] = [repr(availability), model, repr(ts), up, worker, error]
             return int(self._write(keys=[self.prediction_key(site)], args=args))
         except redis.RedisError as exc:
             raise StoreError(f"prediction of site {site}: {exc}") from exc
@@ -233,6 +243,7 @@ class PredictionStore:
                 version=int(raw[b"version"]),
                 model=_text(raw[b"model"]),
                 ts=float(raw[b"ts"]),
+                error_mae=float(raw[b"error_mae"]) if raw.get(b"error_mae") else None,
             )
         except (KeyError, ValueError, UnicodeDecodeError, ValidationError) as exc:
             raise StoreError(f"stored prediction of site {site} is corrupt: {exc}") from exc
@@ -543,9 +554,10 @@ class PredictionWorker:
         up = view.trace.up
         if up is None:
             return
+        error_mae: float | None = None
         if up:
             forecast = view.predictor.forecast(view.trace.series())
-            availability, model = forecast.availability, forecast.model
+            availability, model, error_mae = forecast.availability, forecast.model, forecast.error_mae
         else:
             availability, model = 0.0, DOWN_MODEL
         last = view.published
@@ -558,14 +570,18 @@ class PredictionWorker:
             return
         ts = self.wall_clock()
         try:
-            version = self.store.write_prediction(site, availability, model, ts, self.settings.worker_id)
+            version = self.store.write_prediction(
+                site, availability, model, ts, self.settings.worker_id, error_mae
+            )
         except StoreError as exc:
             view.dirty = True
             self.counters.incr("store_errors")
             log.error("worker: cannot store the prediction of %s (retried): %s", site, exc)
             return
         view.dirty = False
-        prediction = Prediction(site=site, availability=availability, version=version, model=model, ts=ts)
+        prediction = Prediction(
+            site=site, availability=availability, version=version, model=model, ts=ts, error_mae=error_mae
+        )
         view.published = prediction
         self._publish(prediction)
 

@@ -179,6 +179,10 @@ def test_forecast_selects_a_model_on_enough_windows() -> None:
     assert 0.0 <= forecast.availability <= 1.0
     assert forecast.model not in ("prior",)
     assert predictor.reason_ is not None
+    # the forecaster's selection backtest error travels with the forecast (and so with the prediction)
+    assert forecast.error_mae is not None
+    assert forecast.error_mae >= 0.0
+    assert SitePredictor().forecast(np.ones(3)).error_mae is None  # a prior has no backtest
 
 
 def test_seed_windows_from_a_lanl_node() -> None:

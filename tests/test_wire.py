@@ -253,3 +253,10 @@ def test_backoff_has_full_jitter_under_an_exponential_cap() -> None:
         assert max(delays) > 0.8 * ceiling  # spread over the whole range (full jitter) ...
         assert min(delays) < 0.2 * ceiling  # ... not concentrated near the cap
     assert backoff_delay(10_000, min_s=0.1, max_s=30.0, rng=rng) <= 30.0
+
+
+def test_a_prediction_carries_its_forecasters_backtest_error() -> None:
+    p = Prediction(site="ed", availability=0.99, version=3, model="last-value", ts=1.0, error_mae=0.012)
+    assert decode_json(Prediction, encode_json(p)) == p
+    legacy = b'{"site":"ed","availability":0.5,"version":1,"model":"prior","ts":1.0}'
+    assert decode_json(Prediction, legacy).error_mae is None

@@ -99,10 +99,15 @@ class TaskResult(_Message):
 
 
 class Prediction(_Message):
-    """A site's predicted availability; `version` grows with every change (Redis keeps the record)."""
+    """A site's predicted availability; `version` grows with every change (Redis keeps the record).
+
+    `model` names the forecaster the worker selected for the site; `error_mae` is that forecaster's mean
+    absolute error on the backtest that selected it (None for a prior or a detector verdict).
+    """
 
     site: Id
     availability: Annotated[float, Field(ge=0, le=1)]
     version: Count
     model: Name
     ts: NonNegative
+    error_mae: NonNegative | None = None
