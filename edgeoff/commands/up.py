@@ -4,6 +4,15 @@
     (failure injection on) -> a prediction worker (when the package provides one) -> one mobile agent
     -> progress until the agent is done -> results table and DIR/results.json -> every process stopped
 
+Brokers: a broker that answers at --broker (a Redis at --redis) is reused as it is, e.g. a developer's
+anonymous Mosquitto on 1883. Otherwise, and always with --own-brokers, this command runs the project's
+own configuration (brokers/, rendered by edgeoff.brokers): accounts site-<id> for the dataset's sites,
+worker, agent-<mobile device id> and observer, generated into the run's work dir (a temporary directory,
+mode 0700, files 0600, removed at the end; nothing secret is written to --out); Mosquitto with that
+password file and ACL, no anonymous clients and persistence in the work dir; Redis with AOF and a password.
+Each daemon gets its account through EDGEOFF_<DAEMON>_BROKER__USERNAME and ..._PASSWORD_FILE and the Redis
+URL with the password; the progress display and the printed `mosquitto_sub` line use the observer account.
+
 Every child runs in its own process group (so a Ctrl-C in the terminal reaches only this command, which
 then stops the children in order: the agent first, so it writes what it measured) and is stopped with
 SIGTERM, then SIGKILL after a timeout. On Linux each child also gets SIGTERM if this command dies.
@@ -28,6 +37,8 @@ import importlib.util
 import json
 import os
 import re
+import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -47,8 +58,17 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
+from edgeoff.brokers import (
+    agent_username,
+    default_brokers_dir,
+    generate_secrets,
+    site_username,
+    write_mosquitto_config,
+    write_redis_config,
+)
 from edgeoff.errors import EdgeoffError
 from edgeoff.scenario import Scenario, load_scenario
+from edgeoff.wire.settings import BrokerSettings
 from mobile_agent.meter import Detection, Injection, detection_summary
 from mobile_agent.planner import LIVE_ENGINES
 
@@ -62,7 +82,13 @@ START_TIMEOUT_S = 10.0  # a broker that does not listen by then is broken, not s
 AGENT_GRACE_S = 60.0  # the agent finishes its current application run after --duration
 INTERRUPT_GRACE_S = 15.0  # after Ctrl-C the agent finishes its current task and writes its results
 POLL_S = 0.1
-INSTALL_HINT = "sudo apt-get install mosquitto redis-server"
+INSTALL_HINT = {  # Debian/Ubuntu packages of the binaries this command may start
+    "mosquitto": "sudo apt-get install mosquitto",
+    "mosquitto_passwd": "sudo apt-get install mosquitto (it ships mosquitto_passwd)",
+    "redis-server": "sudo apt-get install redis-server",
+}
+OBSERVER = "observer"  # the read-only account of people and of this command's progress display
+WORKER = "worker"
 PR_SET_PDEATHSIG = 1  # prctl option: signal the child when its parent dies
 INJECTED = re.compile(
     r"^(?P<ts>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+) \S+ site=(?P<site>\S+) .*injected failure for "
@@ -96,6 +122,12 @@ def add_parser(subparsers: Any) -> None:
         "--broker", default="127.0.0.1:1883", help="MQTT broker host:port (started if absent)"
     )
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="Redis URL (started if absent)")
+    parser.add_argument(
+        "--own-brokers",
+        action="store_true",
+        help="always start the project's Mosquitto and Redis (brokers/: accounts, ACL, passwords) on free "
+        "ports, even when --broker or --redis answers",
+    )
     parser.add_argument("--scenario", type=Path, help="scenario TOML (default: the paper's)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the workload and the failure chains")
     parser.add_argument("--time-scale", type=float, default=1.0, help="wall seconds per emulated second")
@@ -174,7 +206,7 @@ def _binary(name: str) -> str:
         (str(p) for p in (Path("/usr/sbin") / name, Path("/usr/local/sbin") / name) if p.is_file()), None
     )
     if path is None:
-        raise MissingBinaryError(f"{name} is not installed and no broker answers; install it: {INSTALL_HINT}")
+        raise MissingBinaryError(f"{name} is not installed; install it: {INSTALL_HINT[name]}")
     return path
 
 
@@ -218,39 +250,124 @@ def _split_host_port(text: str) -> tuple[str, int]:
         raise EdgeoffError(f"--broker must be host:port, got {text!r}") from None
 
 
-def ensure_broker(address: str, children: Children, workdir: Path) -> tuple[str, int]:
-    """The broker at `address`, or a private Mosquitto on a free port started with a minimal config."""
-    host, port = _split_host_port(address)
-    if _listens(host, port):
-        return host, port
-    binary = _binary("mosquitto")
-    port = _free_port()
-    conf = workdir / "mosquitto.conf"
-    conf.write_text(
-        f"listener {port} 127.0.0.1\n"
-        "allow_anonymous true\n"  # loopback only, a throw-away broker of this run
-        "persistence false\n"
-        "max_queued_messages 10000\n"  # the default 1000 drops QoS 1 messages of a slow client silently
-        "set_tcp_nodelay true\n"  # else Nagle holds a PUBLISH behind an unacked PUBACK: +40 ms per hop
-        "log_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n",
-        encoding="utf-8",
-    )
-    child = children.start("mosquitto", [binary, "-c", str(conf)])
-    _wait(lambda: _listens("127.0.0.1", port), child, "mosquitto")
-    return "127.0.0.1", port
+@dataclass(frozen=True)
+class Brokers:
+    """Where the run's daemons connect, and with which accounts.
+
+    `secrets` is None for a reused broker (used as it is, without accounts); otherwise it holds
+    `passwords/<username>` of every account of the run (see edgeoff.brokers.generate_secrets).
+    """
+
+    host: str
+    port: int
+    redis_url: str
+    secrets: Path | None = None
+
+    def password_file(self, username: str) -> Path | None:
+        return None if self.secrets is None else self.secrets / "passwords" / username
+
+    def env(self, prefix: str, username: str) -> dict[str, str]:
+        """The broker and Redis settings of one daemon (`prefix` e.g. EDGEOFF_SITE_)."""
+        env = {
+            f"{prefix}BROKER__HOST": self.host,
+            f"{prefix}BROKER__PORT": str(self.port),
+            f"{prefix}REDIS__URL": self.redis_url,
+        }
+        password_file = self.password_file(username)
+        if password_file is not None:
+            env[f"{prefix}BROKER__USERNAME"] = username
+            env[f"{prefix}BROKER__PASSWORD_FILE"] = str(password_file)
+        return env
+
+    def settings(self, username: str) -> BrokerSettings:
+        password_file = self.password_file(username)
+        return BrokerSettings(
+            host=self.host,
+            port=self.port,
+            username=None if password_file is None else username,
+            password_file=password_file,
+        )
+
+    def watch_command(self) -> str:
+        auth = ""
+        password_file = self.password_file(OBSERVER)
+        if password_file is not None:
+            auth = f' -u {OBSERVER} -P "$(cat {shlex.quote(str(password_file))})"'
+        return f"mosquitto_sub -h {self.host} -p {self.port}{auth} -t 'edgeoff/#' -v"
 
 
-def ensure_redis(url: str, children: Children, workdir: Path) -> str:
-    """The Redis at `url`, or a private redis-server on a free port (no RDB, no AOF)."""
-    if _redis_answers(url):
-        return url
-    binary = _binary("redis-server")
-    port = _free_port()
-    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    child = children.start("redis", [*args, "--dir", str(workdir)])
-    own = f"redis://127.0.0.1:{port}/0"
-    _wait(lambda: _redis_answers(own), child, "redis-server")
-    return own
+def _redis_secret(secrets_dir: Path) -> None:
+    """Only the Redis password (secrets_dir/redis-auth.conf, 0600), for a run that reuses its MQTT broker."""
+    secrets_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    password = secrets.token_hex(24)
+    for name, text in (("redis-password", password), ("redis-auth.conf", f"requirepass {password}")):
+        fd = os.open(secrets_dir / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+
+
+def ensure_brokers(
+    args: argparse.Namespace,
+    sites: list[str],
+    agent: str,
+    children: Children,
+    workdir: Path,
+    console: Console,
+) -> Brokers:
+    """The broker at --broker and the Redis at --redis when they answer (and not --own-brokers), else
+    Mosquitto and Redis started from brokers/ (accounts, ACL, persistence) on free ports in `workdir`."""
+    host, port = _split_host_port(args.broker)
+    own_mqtt = bool(args.own_brokers) or not _listens(host, port)
+    own_redis = bool(args.own_brokers) or not _redis_answers(args.redis)
+    reused = []
+    if not own_mqtt:
+        reused.append(f"the MQTT broker at {host}:{port}")
+    if not own_redis:
+        reused.append(f"Redis at {_redact(args.redis)}")
+    if reused:
+        _say(
+            console,
+            f"reusing {' and '.join(reused)} as configured there (--own-brokers starts the project's "
+            "brokers, with accounts and passwords, on free ports)",
+        )
+    # every binary first: a missing one stops the run before anything is started or written
+    mosquitto = _binary("mosquitto") if own_mqtt else ""
+    passwd_tool = _binary("mosquitto_passwd") if own_mqtt else ""
+    redis_server = _binary("redis-server") if own_redis else ""
+    secrets_dir = workdir / "secrets"
+    if own_mqtt:
+        generate_secrets(
+            secrets_dir,
+            sites=sites,
+            agents=[agent],
+            acl_template=default_brokers_dir() / "mosquitto" / "acl",
+            mosquitto_passwd=passwd_tool,
+        )
+        port = _free_port()
+        conf = write_mosquitto_config(
+            workdir / "mosquitto", secrets_dir=secrets_dir, data_dir=workdir / "mosquitto-data", port=port
+        )
+        child = children.start("mosquitto", [mosquitto, "-c", str(conf)])
+        _wait(lambda: _listens("127.0.0.1", port), child, "mosquitto")
+        host = "127.0.0.1"
+    redis_url = args.redis
+    if own_redis:
+        if not own_mqtt:
+            _redis_secret(secrets_dir)
+        redis_port = _free_port()
+        conf = write_redis_config(
+            workdir / "redis", secrets_dir=secrets_dir, data_dir=workdir / "redis-data", port=redis_port
+        )
+        child = children.start("redis", [redis_server, str(conf)])
+        password = (secrets_dir / "redis-password").read_text(encoding="utf-8").strip()
+        redis_url = f"redis://:{password}@127.0.0.1:{redis_port}/0"
+        _wait(lambda: _redis_answers(redis_url), child, "redis-server")
+    return Brokers(host, port, redis_url, secrets_dir if own_mqtt else None)
+
+
+def _say(console: Console, text: str) -> None:
+    """One line as it is: no markup, no highlighting, never wrapped (so a command can be copied)."""
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 def _redact(url: str) -> str:
@@ -262,14 +379,6 @@ def _redact(url: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------ the run
-
-
-def _env(prefix: str, host: str, port: int, redis_url: str) -> dict[str, str]:
-    return {
-        f"{prefix}BROKER__HOST": host,
-        f"{prefix}BROKER__PORT": str(port),
-        f"{prefix}REDIS__URL": redis_url,
-    }
 
 
 def _has_prediction_worker() -> bool:
@@ -293,18 +402,17 @@ def injected_failures(log_text: str) -> list[Injection]:
 class _Progress:
     """Watches the agent's retained policy topic (its progress) and site statuses, from the broker."""
 
-    def __init__(self, host: str, port: int, agent: str) -> None:
+    def __init__(self, settings: BrokerSettings, agent: str) -> None:
         import queue
 
         from edgeoff.wire import topics
         from edgeoff.wire.mqtt import Message, MqttClient, MqttEvent
-        from edgeoff.wire.settings import BrokerSettings
 
         self._message_type = Message
         self._topics = topics
         self.inbox: queue.Queue[MqttEvent] = queue.Queue()
         self.client = MqttClient(
-            settings=BrokerSettings(host=host, port=port),
+            settings=settings,
             client_id=f"edgeoff-up-{os.getpid()}",
             inbox=self.inbox,
         )
@@ -429,15 +537,17 @@ def _run(
     tmp: Path,
     interrupted: threading.Event,
 ) -> int:
-    host, port = ensure_broker(args.broker, children, tmp)
-    redis_url = ensure_redis(args.redis, children, tmp)
-    console.print(f"broker {host}:{port}, redis {_redact(redis_url)}; logs in {out / 'logs'}")
-    console.print(f"watch it live: mosquitto_sub -h {host} -p {port} -t 'edgeoff/#' -v")
+    agent_id = scenario.mobile_id  # the agent runs on the mobile device: account agent-<mobile id>
+    brokers = ensure_brokers(args, list(dataset), agent_id, children, tmp, console)
+    host, port = brokers.host, brokers.port
+    own = "" if brokers.secrets is None else " (the project's configuration, with accounts)"
+    _say(console, f"broker {host}:{port}{own}, redis {_redact(brokers.redis_url)}; logs in {out / 'logs'}")
+    _say(console, f"watch it live: {brokers.watch_command()}")
     python = sys.executable
     scenario_args = ["--scenario", str(args.scenario)] if args.scenario else []
     for i, site in enumerate(dataset):
         env = {
-            **_env("EDGEOFF_SITE_", host, port, redis_url),
+            **brokers.env("EDGEOFF_SITE_", site_username(site)),
             "EDGEOFF_SITE_EXECUTION_SCALE": str(args.time_scale),
         }
         site_args = ["--site", site, "--dataset", args.dataset, "--inject-failures"]
@@ -445,7 +555,7 @@ def _run(
         children.start(f"site-{site}", [python, "-m", "site_daemon", *site_args, *scenario_args], env)
     if _has_prediction_worker():
         worker_args = ["--dataset", args.dataset, *scenario_args]
-        env = _env("EDGEOFF_WORKER_", host, port, redis_url)
+        env = brokers.env("EDGEOFF_WORKER_", WORKER)
         children.start("prediction-worker", [python, "-m", "prediction_worker", *worker_args], env)
     else:
         console.print(
@@ -455,7 +565,8 @@ def _run(
     agent_out = out / "agent.json"
     agent_out.unlink(missing_ok=True)
     agent_env = {
-        **_env("EDGEOFF_AGENT_", host, port, redis_url),
+        **brokers.env("EDGEOFF_AGENT_", agent_username(agent_id)),
+        "EDGEOFF_AGENT_AGENT": agent_id,
         "EDGEOFF_AGENT_ENGINE": args.engine,
         "EDGEOFF_AGENT_DATASET": args.dataset,
         "EDGEOFF_AGENT_DURATION_S": str(args.duration),
@@ -466,7 +577,7 @@ def _run(
         "agent", [python, "-m", "mobile_agent", "--out", str(agent_out), *scenario_args], agent_env
     )
     (out / "processes.json").write_text(json.dumps({"up": os.getpid(), **children.pids()}, indent=2) + "\n")
-    progress = _Progress(host, port, "agent-1")
+    progress = _Progress(brokers.settings(OBSERVER), agent_id)
     started = time.monotonic()
     try:
         _follow(console, progress, agent, started, args.duration, interrupted)
@@ -496,6 +607,7 @@ def _run(
         "time_scale": args.time_scale,
         "seed": args.seed,
         "broker": f"{host}:{port}",
+        "broker_accounts": brokers.secrets is not None,  # False: a reused broker, used as it is
         "prediction_worker": _has_prediction_worker(),
     }
     injected = [{"site": i.site, "ts": i.ts, "down_s": i.down_s} for i in injections]

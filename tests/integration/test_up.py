@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as paho
 import pytest
+import redis
+from paho.mqtt.enums import CallbackAPIVersion
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
-from .conftest import _binary, free_port, wait_for
+from .conftest import Server, _binary, free_port, wait_for
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -49,6 +56,7 @@ def alive(pid: int) -> bool:
 def up(tmp_path: Path) -> Iterator[Any]:
     """Start `edgeoff up` in its own process group (like a terminal's foreground job); kill it at the end."""
     _binary("mosquitto")
+    _binary("mosquitto_passwd")  # its own brokers have accounts
     _binary("redis-server")
     started: list[subprocess.Popen[bytes]] = []
 
@@ -71,6 +79,64 @@ def up(tmp_path: Path) -> Iterator[Any]:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+WATCH = re.compile(
+    r"watch it live: mosquitto_sub -h (?P<host>\S+) -p (?P<port>\d+) -u observer "
+    r'-P "\$\(cat (?P<path>\S+)\)" -t \'edgeoff/#\' -v'
+)
+REDIS_PORT = re.compile(r"Running mode=standalone, port=(\d+)")
+NOT_AUTHORIZED = 0x87  # MQTT v5 CONNACK reason code
+
+
+def wait_match(pattern: re.Pattern[str], path: Path, timeout: float) -> re.Match[str]:
+    """The first match of `pattern` in the file at `path`, once it is there."""
+
+    def search() -> re.Match[str] | None:
+        return pattern.search(path.read_text(errors="replace")) if path.exists() else None
+
+    wait_for(search, timeout, f"{pattern.pattern!r} in {path.name}")
+    match = search()
+    assert match is not None
+    return match
+
+
+def mqtt_connack(port: int, username: str | None = None, password: str | None = None) -> tuple[int, int]:
+    """Connect with MQTT v5 to 127.0.0.1:port; (CONNACK reason code, messages received on edgeoff/# in the
+    first moments: retained statuses and live traffic), -1 when the connection closed without a CONNACK."""
+    connack: list[int] = []
+    received = threading.Event()
+    closed = threading.Event()
+    count = [0]
+
+    def on_connect(client: paho.Client, userdata: object, flags: object, rc: Any, props: object) -> None:
+        connack.append(int(getattr(rc, "value", rc)))
+        if not connack[0]:
+            client.subscribe("edgeoff/#", qos=0)
+
+    def on_message(client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
+        count[0] += 1
+        received.set()
+
+    def on_disconnect(client: paho.Client, userdata: object, *rest: object) -> None:
+        closed.set()
+
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"test-up-{username}", protocol=paho.MQTTv5)
+    if username is not None:
+        client.username_pw_set(username, password)
+    client.on_connect = on_connect
+    client.on_message = on_message
+    client.on_disconnect = on_disconnect
+    client.connect("127.0.0.1", port, keepalive=10)
+    client.loop_start()
+    try:
+        wait_for(lambda: connack or closed.is_set(), 10, f"CONNACK for {username}")
+        if connack and not connack[0]:
+            received.wait(10)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return (connack[0] if connack else -1), count[0]
 
 
 def pids(out: Path) -> dict[str, int]:
@@ -114,3 +180,58 @@ def test_ctrl_c_stops_everything_and_still_writes_results(up: Any, tmp_path: Pat
     assert not survivors
     record = json.loads((out / "results.json").read_text())["results"][0]
     assert record["tasks_lost"] == 0
+
+
+def test_own_brokers_require_accounts_and_leave_no_secret_behind(
+    up: Any, tmp_path: Path, mosquitto: Server
+) -> None:
+    """--own-brokers: the project's brokers (accounts, ACL) even though an anonymous broker answers."""
+    proc, out = up("--own-brokers", "--broker", f"{mosquitto.host}:{mosquitto.port}", "--duration", "15")
+    watch = wait_match(WATCH, tmp_path / "up.log", 30)
+    port = int(watch["port"])
+    assert port != mosquitto.port
+    assert "reusing" not in log_of(tmp_path)
+    observer_file = Path(watch["path"])
+    secrets_dir = observer_file.parent.parent
+    assert not observer_file.is_relative_to(out)
+    assert secrets_dir.stat().st_mode & 0o777 == 0o700
+    assert observer_file.stat().st_mode & 0o777 == 0o600
+    wait_for(lambda: (out / "processes.json").exists(), 30, "processes.json")
+    started = pids(out)
+    passwords = {p.read_text().strip() for p in (secrets_dir / "passwords").iterdir()}
+    passwords.add((secrets_dir / "redis-password").read_text().strip())
+    assert {"site-ed", "site-ec", "site-er", "site-cd", "worker", "agent-md", "observer"} == {
+        p.name for p in (secrets_dir / "passwords").iterdir()
+    }
+    # while the run goes on: its broker refuses anonymous clients and serves the observer of the printed line
+    assert mqtt_connack(port) == (NOT_AUTHORIZED, 0)
+    code, messages = mqtt_connack(port, "observer", observer_file.read_text().strip())
+    assert code == 0
+    assert messages > 0
+    # and its Redis refuses clients without the password
+    redis_port = int(wait_match(REDIS_PORT, out / "logs" / "redis.log", 10)[1])
+    anonymous = redis.Redis(host="127.0.0.1", port=redis_port, socket_timeout=5, retry=Retry(NoBackoff(), 0))
+    try:
+        with pytest.raises(redis.AuthenticationError):
+            anonymous.ping()
+    finally:
+        anonymous.close()
+    assert proc.poll() is None, log_of(tmp_path)  # the checks above ran while the system was up
+
+    wait_for(lambda: proc.poll() is not None, 70, "edgeoff up to finish")
+    assert proc.returncode == 0, log_of(tmp_path)
+    body = json.loads((out / "results.json").read_text())
+    assert set(body) >= {"config", "results"}
+    assert body["config"]["broker"] == f"127.0.0.1:{port}"
+    assert body["config"]["broker_accounts"] is True
+    record = body["results"][0]
+    assert set(record) >= RECORD_KEYS
+    assert record["tasks_lost"] == 0
+    assert record["apps"] > 0
+    survivors = {name: pid for name, pid in started.items() if name != "up" and alive(pid)}
+    assert not survivors
+    # the work dir and its secrets are gone, and no password was written to --out
+    assert not secrets_dir.exists()
+    for path in (p for p in out.rglob("*") if p.is_file()):
+        text = path.read_text(errors="replace")
+        assert not any(pw in text for pw in passwords), path
