@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from local_brokers import start_brokers
 
-from edgeoff.commands.up import Children, ensure_broker
+from edgeoff.commands.up import Children
 from edgeoff.wire import topics
 from edgeoff.wire.codec import encode_json
 from edgeoff.wire.messages import Prediction, SiteStatus
@@ -85,7 +86,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="edgeoff-bench-") as tmp:
         children = Children(Path(tmp))
         try:
-            host, port = ensure_broker("127.0.0.1:1", children, Path(tmp))
+            host, port, _ = start_brokers(children, Path(tmp))
             broker = BrokerSettings(host=host, port=port)
             env = {
                 "EDGEOFF_AGENT_BROKER__HOST": host,

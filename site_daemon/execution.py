@@ -34,6 +34,7 @@ __all__ = [
     "encode_scan_request",
     "execute",
     "execution_time_s",
+    "instant_outcome",
     "register_handler",
     "scan_chunks",
 ]
@@ -102,6 +103,20 @@ class Outcome:
     output: bytes | None = None
 
 
+def instant_outcome(request: TaskRequest, *, emulated_s: float, memory_gb: float) -> Outcome | None:
+    """The outcome of a task that needs no time at all to run, or None when running it takes time.
+
+    Known at once: a task that needs more memory than the site has (it fails), and an emulated task (no
+    handler) of zero duration (an execution scale of 0, or 0 MI). The daemon runs these on its own thread,
+    claiming and storing the result in one step; everything else goes to the worker threads via `execute`.
+    """
+    if request.memory_gb > memory_gb:
+        return Outcome(ok=False, exec_s=0.0, error=f"needs {request.memory_gb} GB, site has {memory_gb} GB")
+    if request.handler is None and emulated_s <= 0.0:
+        return Outcome(ok=True, exec_s=0.0)
+    return None
+
+
 def execute(
     request: TaskRequest,
     *,
@@ -116,8 +131,9 @@ def execute(
     `emulated_s` is how long the emulated computation takes (already scaled); `wait(seconds)` returns True
     when interrupted. A task with a handler runs the handler instead and reports its measured time.
     """
-    if request.memory_gb > memory_gb:
-        return Outcome(ok=False, exec_s=0.0, error=f"needs {request.memory_gb} GB, site has {memory_gb} GB")
+    instant = instant_outcome(request, emulated_s=emulated_s, memory_gb=memory_gb)
+    if instant is not None and not instant.ok:
+        return instant
     if request.handler is None:
         if wait(emulated_s):
             return None

@@ -12,11 +12,18 @@ A claim is `SET NX PX lease` inside a small Lua script that first checks that no
 neither a duplicate delivery nor a second site, nor a late duplicate after the lease expired, runs an
 attempt twice. A result is written with `SET NX`, so a re-run can never overwrite the first result.
 Claims are per attempt: when an agent retries a task elsewhere (attempt + 1), the new attempt is free.
+
+A site under load claims the tasks waiting in its inbox together (:meth:`TaskStore.claim_tasks`: one
+script, one round trip, the same per-attempt rules applied to each task in order). A task whose outcome is
+known without running it (a zero-cost emulated task, a task the site cannot hold) is claimed and completed
+in the same atomic step: there is no moment at which it is claimed but has no result.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import redis
 from redis.backoff import FullJitterBackoff
@@ -28,7 +35,7 @@ from edgeoff.wire.messages import TaskResult
 from edgeoff.wire.settings import RedisSettings
 from edgeoff.wire.topics import validate_id
 
-__all__ = ["KEY_PREFIX", "TaskStore"]
+__all__ = ["KEY_PREFIX", "Claim", "TaskStore"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +59,35 @@ end
 return 0
 """
 
+# KEYS: claim and result key of each task, in pairs; ARGV[1] site, ARGV[2] result ttl (ms), then per task
+# its lease (ms) and its result bytes ('' when it still has to run). One 0/1 per task, as _CLAIM_LUA; a task
+# with result bytes is claimed for as long as the result lives and completed at once (as _COMPLETE_LUA).
+_CLAIM_BATCH_LUA = """
+local out = {}
+for i = 1, #KEYS / 2 do
+  local claim, result = KEYS[2 * i - 1], KEYS[2 * i]
+  local value = ARGV[2 * i + 2]
+  local lease = ARGV[2 * i + 1]
+  if value ~= '' then lease = ARGV[2] end
+  out[i] = 0
+  if redis.call('EXISTS', result) == 0 and redis.call('SET', claim, ARGV[1], 'NX', 'PX', lease) then
+    out[i] = 1
+    if value ~= '' then redis.call('SET', result, value, 'NX', 'PX', ARGV[2]) end
+  end
+end
+return out
+"""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One attempt to claim for `lease_ms`; with `result` (encoded TaskResult) it is also completed."""
+
+    task_id: str
+    attempt: int
+    lease_ms: int
+    result: bytes | None = None
+
 
 class TaskStore:
     """Task claims, results and session counters in Redis; redis-py errors become StoreError."""
@@ -61,6 +97,7 @@ class TaskStore:
         self._prefix = prefix
         self._claim = client.register_script(_CLAIM_LUA)
         self._complete = client.register_script(_COMPLETE_LUA)
+        self._claim_batch = client.register_script(_CLAIM_BATCH_LUA)
 
     @classmethod
     def from_settings(cls, settings: RedisSettings) -> TaskStore:
@@ -75,6 +112,9 @@ class TaskStore:
             retry=retry,
             retry_on_error=[redis.ConnectionError, redis.TimeoutError],
             health_check_interval=30,
+            # one connection, no pool: a site makes one call at a time (the session INCR on the MQTT thread
+            # takes redis-py's lock of this connection); saves the pool's checkout on every call
+            single_connection_client=True,
         )
         return cls(client)
 
@@ -109,6 +149,33 @@ class TaskStore:
             return int(self._claim(keys=keys, args=[validate_id(site, what="site id"), lease_ms])) == 1
         except redis.RedisError as exc:
             raise StoreError(f"claim of task {task_id} attempt {attempt}: {exc}") from exc
+
+    def claim_tasks(self, site: str, claims: Sequence[Claim]) -> list[bool]:
+        """Claim attempts for `site` in one round trip, in order; True for each attempt this call claimed.
+
+        Same rules as :meth:`claim_task` for each attempt (a second claim of an attempt in the same call
+        fails too). A claim with a result is completed in the same atomic step (as :meth:`complete_task`).
+        """
+        if not claims:
+            return []
+        keys: list[str] = []
+        args: list[str | int | bytes] = [validate_id(site, what="site id"), RESULT_TTL_MS]
+        for claim in claims:
+            if claim.lease_ms <= 0:
+                raise StoreError(f"lease must be positive, got {claim.lease_ms} ms")
+            if claim.result is not None and not claim.result:
+                raise StoreError(f"empty result of task {claim.task_id}")
+            keys.append(self._task_key(claim.task_id, claim.attempt, "claim"))
+            keys.append(self._task_key(claim.task_id, claim.attempt, "result"))
+            args.append(claim.lease_ms)
+            args.append(b"" if claim.result is None else claim.result)
+        try:
+            reply = self._claim_batch(keys=keys, args=args)
+        except redis.RedisError as exc:
+            raise StoreError(f"claim of {len(claims)} tasks: {exc}") from exc
+        if not isinstance(reply, list) or len(reply) != len(claims):
+            raise StoreError(f"claim of {len(claims)} tasks: unexpected reply {reply!r:.80}")
+        return [int(ok) == 1 for ok in reply]
 
     def claim_owner(self, task_id: str, attempt: int) -> str | None:
         """The site holding the claim of an attempt, if any."""

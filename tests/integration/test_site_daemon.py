@@ -19,7 +19,7 @@ from edgeoff.scenario import default_scenario
 from edgeoff.wire import topics
 from edgeoff.wire.codec import decode_json, decode_msgpack, encode_json, encode_msgpack
 from edgeoff.wire.messages import Heartbeat, SiteProfile, SiteStatus, TaskRequest, TaskResult
-from edgeoff.wire.store import TaskStore
+from edgeoff.wire.store import Claim, TaskStore
 from site_daemon.daemon import SiteDaemon, SiteSettings
 from site_daemon.execution import decode_scan_output, encode_scan_request
 from site_daemon.failure_injection import Phase
@@ -358,3 +358,56 @@ def test_a_hung_site_goes_silent_and_the_broker_gives_up_on_it_after_the_keepali
     finally:
         stop.set()
         thread.join(10)
+
+
+def test_batched_claims_keep_the_per_attempt_rules(store: TaskStore) -> None:
+    done = encode_msgpack(TaskResult(task_id="bc-done", attempt=0, site="ed", session=1, ok=True, exec_s=0.0))
+    assert store.claim_task("bc-held", 0, "ec", 10_000)
+    claimed = store.claim_tasks(
+        "ed",
+        [
+            Claim("bc-run", 0, 10_000),  # free: claimed, still to run
+            Claim("bc-run", 0, 10_000),  # the same attempt again in the same call: refused
+            Claim("bc-held", 0, 10_000),  # another site holds it: refused
+            Claim("bc-done", 0, 10_000, result=done),  # instant: claimed and completed together
+            Claim("bc-done", 0, 10_000, result=done),  # a duplicate of it: refused
+            Claim("bc-run", 1, 10_000),  # a new attempt is free
+        ],
+    )
+    assert claimed == [True, False, False, True, False, True]
+    assert store.claim_owner("bc-run", 0) == "ed"
+    assert store.claim_owner("bc-held", 0) == "ec"
+    assert store.get_result("bc-run", 0) is None
+    assert store.get_result("bc-done", 0) == decode_msgpack(TaskResult, done)
+    assert store.claim_owner("bc-done", 0) == "ed"
+    assert not store.claim_task("bc-done", 0, "ec", 10_000)  # done: no later claim, even after a lease
+    assert not store.complete_task(
+        TaskResult(task_id="bc-done", attempt=0, site="ec", session=9, ok=False, exec_s=1.0)
+    )
+    assert store.get_result("bc-done", 0) == decode_msgpack(TaskResult, done)  # the first result stays
+
+
+def test_a_burst_of_duplicated_zero_cost_tasks_runs_each_once_in_order(
+    start_site: StartSite, observer: Callable[..., Observer], store: TaskStore
+) -> None:
+    obs = observer(RESULTS, topics.site_topic("ed", "status"))
+    start_site("ed", env={"EDGEOFF_SITE_EXECUTION_SCALE": "0"})
+    obs.wait(lambda o: online(o, "ed"), 15, "ed online")
+    tasks_topic = topics.site_topic("ed", "tasks")
+    ids = [f"burst-{n}" for n in range(60)]
+    # a slow task first (runs in the worker pool); zero-cost ones behind it must not overtake it
+    slow = task("burst-slow", mi=0, handler="antivirus.scan", payload=encode_scan_request(b"x" * 4096, []))
+    obs.publish(tasks_topic, encode_msgpack(slow))
+    for task_id in ids:
+        for _ in range(2):  # every request delivered twice, back to back
+            obs.publish(tasks_topic, encode_msgpack(task(task_id, mi=0)))
+    obs.wait(lambda o: all(result_of(o, t) for t in ids), 15, "every burst result")
+    time.sleep(0.3)  # room for a second run, if there were one
+    seen = [r.task_id for r in results(obs)]
+    assert sorted(seen) == sorted(["burst-slow", *ids])  # each exactly once
+    assert seen[0] == "burst-slow"  # tasks ran in arrival order
+    for task_id in ids:
+        stored = store.get_result(task_id, 0)
+        assert stored is not None
+        assert (stored.ok, stored.exec_s) == (True, 0.0)
+        assert store.claim_owner(task_id, 0) == "ed"
