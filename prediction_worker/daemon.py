@@ -67,8 +67,6 @@ from typing import Annotated, Literal
 import redis
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import SettingsConfigDict
-from redis.backoff import FullJitterBackoff
-from redis.retry import Retry
 from redis.typing import EncodableT, FieldT
 
 from edgeoff.ops import EXIT_CONFIG, Operations, OpsSettings, add_ops_arguments, run_daemon
@@ -80,7 +78,7 @@ from edgeoff.wire.errors import DecodeError, StoreError, TopicError
 from edgeoff.wire.messages import Heartbeat, Prediction, SiteStatus
 from edgeoff.wire.mqtt import Connected, Disconnected, Message, MqttClient, MqttEvent
 from edgeoff.wire.settings import DaemonSettings, RedisSettings
-from edgeoff.wire.store import KEY_PREFIX
+from edgeoff.wire.store import KEY_PREFIX, redis_client
 from prediction_worker.availability_trace import (
     DEFAULT_MAX_WINDOWS,
     DEFAULT_MIN_WINDOWS,
@@ -188,18 +186,7 @@ class PredictionStore:
 
     @classmethod
     def from_settings(cls, settings: RedisSettings) -> PredictionStore:
-        retry = Retry(
-            FullJitterBackoff(cap=settings.backoff_cap_s, base=settings.backoff_base_s), settings.retries
-        )
-        client = redis.Redis.from_url(
-            settings.url.get_secret_value(),
-            socket_timeout=settings.socket_timeout_s,
-            socket_connect_timeout=settings.socket_timeout_s,
-            retry=retry,
-            retry_on_error=[redis.ConnectionError, redis.TimeoutError],
-            health_check_interval=30,
-        )
-        return cls(client)
+        return cls(redis_client(settings))
 
     def close(self) -> None:
         self._redis.close()

@@ -35,7 +35,7 @@ from edgeoff.wire.messages import TaskResult
 from edgeoff.wire.settings import RedisSettings
 from edgeoff.wire.topics import validate_id
 
-__all__ = ["KEY_PREFIX", "Claim", "TaskStore"]
+__all__ = ["KEY_PREFIX", "Claim", "TaskStore", "redis_client"]
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,26 @@ class Claim:
     result: bytes | None = None
 
 
+def redis_client(settings: RedisSettings) -> redis.Redis:
+    """A client whose commands retry connection errors with full-jitter exponential backoff.
+
+    One connection, no pool: a daemon makes one call at a time (a call from another thread, such as the
+    session INCR on the MQTT thread, takes redis-py's lock of this connection), which saves the pool's
+    checkout on every call.
+    """
+    backoff = FullJitterBackoff(cap=settings.backoff_cap_s, base=settings.backoff_base_s)
+    retry = Retry(backoff, settings.retries)
+    return redis.Redis.from_url(
+        settings.url.get_secret_value(),
+        socket_timeout=settings.socket_timeout_s,
+        socket_connect_timeout=settings.socket_timeout_s,
+        retry=retry,
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+        health_check_interval=30,
+        single_connection_client=True,
+    )
+
+
 class TaskStore:
     """Task claims, results and session counters in Redis; redis-py errors become StoreError."""
 
@@ -102,21 +122,7 @@ class TaskStore:
     @classmethod
     def from_settings(cls, settings: RedisSettings) -> TaskStore:
         """A store whose commands retry connection errors with full-jitter exponential backoff."""
-        retry = Retry(
-            FullJitterBackoff(cap=settings.backoff_cap_s, base=settings.backoff_base_s), settings.retries
-        )
-        client = redis.Redis.from_url(
-            settings.url.get_secret_value(),
-            socket_timeout=settings.socket_timeout_s,
-            socket_connect_timeout=settings.socket_timeout_s,
-            retry=retry,
-            retry_on_error=[redis.ConnectionError, redis.TimeoutError],
-            health_check_interval=30,
-            # one connection, no pool: a site makes one call at a time (the session INCR on the MQTT thread
-            # takes redis-py's lock of this connection); saves the pool's checkout on every call
-            single_connection_client=True,
-        )
-        return cls(client)
+        return cls(redis_client(settings))
 
     def close(self) -> None:
         self._redis.close()
