@@ -51,8 +51,11 @@ __all__ = [
     "PaperSVR",
     "SVRForecaster",
     "TrainingMeanForecaster",
+    "as_series",
+    "as_windows",
     "compare_forecasters",
     "lagged",
+    "last_values",
     "paper_hyperparameters",
     "walk_forward",
 ]
@@ -74,7 +77,7 @@ SIGMA_MULTIPLIER = 3.0
 """The ``3σ`` of the paper's equations 1 and 2."""
 
 
-def _as_series(series: npt.ArrayLike, *, what: str = "availability series") -> FloatArray:
+def as_series(series: npt.ArrayLike, *, what: str = "availability series") -> FloatArray:
     """Return ``series`` as a 1-D float64 array of finite values in [0, 1], else raise PredictionError."""
     try:
         array = np.asarray(series, dtype=np.float64)
@@ -138,7 +141,7 @@ def lagged(series: npt.ArrayLike, lags: int) -> tuple[FloatArray, FloatArray]:
     Raises:
         PredictionError: invalid series, ``lags < 1`` or ``n <= lags``.
     """
-    values = _as_series(series)
+    values = as_series(series)
     if lags < 1:
         raise PredictionError(f"lags must be >= 1, got {lags}")
     if values.size <= lags:
@@ -267,7 +270,7 @@ class Forecaster(Protocol):
         ...
 
 
-def _as_windows(recent_windows: npt.ArrayLike, lags: int) -> FloatArray:
+def as_windows(recent_windows: npt.ArrayLike, lags: int) -> FloatArray:
     """Validate a batch of lag windows: shape (k, lags), finite, in [0, 1]. Returns a float64 C array."""
     try:
         windows = np.asarray(recent_windows, dtype=np.float64)
@@ -275,11 +278,11 @@ def _as_windows(recent_windows: npt.ArrayLike, lags: int) -> FloatArray:
         raise PredictionError(f"recent windows are not numeric: {error}") from error
     if windows.ndim != 2 or windows.shape[1] != lags:
         raise PredictionError(f"recent windows must have shape (k, {lags}), got {windows.shape}")
-    _as_series(windows.reshape(-1), what="recent windows")
+    as_series(windows.reshape(-1), what="recent windows")
     return np.ascontiguousarray(windows)
 
 
-def _last(recent: npt.ArrayLike, lags: int) -> FloatArray:
+def last_values(recent: npt.ArrayLike, lags: int) -> FloatArray:
     """The last ``lags`` values of ``recent`` as float64, shape (lags,); cheap length check only."""
     values = np.asarray(recent, dtype=np.float64)
     if values.ndim != 1 or values.shape[0] < lags:
@@ -327,13 +330,13 @@ class SVRForecaster:
     def predict_next(self, recent: npt.ArrayLike) -> float:
         """Forecast after ``recent`` (shape (r,), r >= lags); in [0, 1]."""
         model = self._model()
-        window = _last(recent, self._lags)
+        window = last_values(recent, self._lags)
         return float(model.predict_unchecked(window.reshape(1, -1))[0])
 
     def predict_many(self, recent_windows: npt.ArrayLike) -> FloatArray:
         """Forecasts, shape (k,), after each row of ``recent_windows`` (shape (k, lags)); in [0, 1]."""
         model = self._model()
-        return model.predict_unchecked(_as_windows(recent_windows, self._lags))
+        return model.predict_unchecked(as_windows(recent_windows, self._lags))
 
 
 class LastValueForecaster:
@@ -348,17 +351,17 @@ class LastValueForecaster:
 
     def fit(self, history: npt.ArrayLike) -> LastValueForecaster:
         """Nothing to learn; validates ``history`` (shape (n,), n >= 1)."""
-        if _as_series(history).size < 1:
+        if as_series(history).size < 1:
             raise PredictionError("history is empty")
         return self
 
     def predict_next(self, recent: npt.ArrayLike) -> float:
         """The last value of ``recent`` (shape (r,), r >= 1)."""
-        return float(_last(recent, 1)[0])
+        return float(last_values(recent, 1)[0])
 
     def predict_many(self, recent_windows: npt.ArrayLike) -> FloatArray:
         """The last column of ``recent_windows`` (shape (k, 1)), shape (k,)."""
-        return _as_windows(recent_windows, 1)[:, -1].copy()
+        return as_windows(recent_windows, 1)[:, -1].copy()
 
 
 class TrainingMeanForecaster:
@@ -376,7 +379,7 @@ class TrainingMeanForecaster:
 
     def fit(self, history: npt.ArrayLike) -> TrainingMeanForecaster:
         """Learn the mean of ``history`` (shape (n,), n >= 1)."""
-        values = _as_series(history)
+        values = as_series(history)
         if values.size < 1:
             raise PredictionError("history is empty")
         self.mean_ = float(values.mean())
@@ -394,7 +397,7 @@ class TrainingMeanForecaster:
     def predict_many(self, recent_windows: npt.ArrayLike) -> FloatArray:
         """The training mean for each of the k rows of ``recent_windows`` (shape (k, 0)), shape (k,)."""
         mean = self._mean()
-        return np.full(_as_windows(recent_windows, 0).shape[0], mean)
+        return np.full(as_windows(recent_windows, 0).shape[0], mean)
 
 
 class MTTFForecaster:
@@ -429,7 +432,7 @@ class MTTFForecaster:
 
     def fit(self, history: npt.ArrayLike) -> MTTFForecaster:
         """Nothing to learn from ``history`` (validated only); MTTF is given. Returns self."""
-        _as_series(history)
+        as_series(history)
         return self
 
     def predict_next(self, recent: npt.ArrayLike) -> float:
@@ -438,7 +441,7 @@ class MTTFForecaster:
 
     def predict_many(self, recent_windows: npt.ArrayLike) -> FloatArray:
         """``exp(-window_h / mttf_h)`` for each row of ``recent_windows`` (shape (k, 0)); shape (k,)."""
-        return np.full(_as_windows(recent_windows, 0).shape[0], self.reliability)
+        return np.full(as_windows(recent_windows, 0).shape[0], self.reliability)
 
 
 @dataclass(frozen=True, eq=False)
@@ -501,7 +504,7 @@ def walk_forward(
     Raises:
         PredictionError: invalid series or parameters, too short a series, or the forecaster cannot be fitted.
     """
-    values = _as_series(series)
+    values = as_series(series)
     if not 0.0 < train_fraction < 1.0:
         raise PredictionError(f"train_fraction must lie in (0, 1), got {train_fraction}")
     if refit_every is not None and refit_every < 1:

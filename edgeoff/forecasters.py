@@ -42,7 +42,10 @@ from edgeoff.availability import (
     PaperSVR,
     SVRForecaster,
     TrainingMeanForecaster,
+    as_series,
+    as_windows,
     lagged,
+    last_values,
     walk_forward,
 )
 from edgeoff.errors import PredictionError
@@ -94,41 +97,6 @@ NAIVE_FORECASTERS: tuple[type, ...] = (LastValueForecaster, TrainingMeanForecast
 """The naive references every selected model must beat."""
 
 
-def _as_values(values: npt.ArrayLike, what: str) -> FloatArray:
-    """1-D float64, finite, in [0, 1]; else PredictionError."""
-    try:
-        array = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as error:
-        raise PredictionError(f"{what} is not numeric: {error}") from error
-    if array.ndim != 1:
-        raise PredictionError(f"{what} must be 1-D, got shape {array.shape}")
-    if not np.all(np.isfinite(array)):
-        raise PredictionError(f"{what} contains NaN or infinite values")
-    if array.size and (array.min() < 0.0 or array.max() > 1.0):
-        raise PredictionError(f"{what} must lie in [0, 1], got [{array.min():.6g}, {array.max():.6g}]")
-    return array
-
-
-def _as_windows(recent_windows: npt.ArrayLike, lags: int) -> FloatArray:
-    """A batch of windows, shape (k, lags), finite, in [0, 1], as a C-contiguous float64 array."""
-    try:
-        windows = np.asarray(recent_windows, dtype=np.float64)
-    except (TypeError, ValueError) as error:
-        raise PredictionError(f"recent windows are not numeric: {error}") from error
-    if windows.ndim != 2 or windows.shape[1] != lags:
-        raise PredictionError(f"recent windows must have shape (k, {lags}), got {windows.shape}")
-    _as_values(windows.reshape(-1), "recent windows")
-    return np.ascontiguousarray(windows)
-
-
-def _last(recent: npt.ArrayLike, lags: int) -> FloatArray:
-    """The last ``lags`` values of ``recent``, shape (lags,); checks the length only."""
-    values = np.asarray(recent, dtype=np.float64)
-    if values.ndim != 1 or values.shape[0] < lags:
-        raise PredictionError(f"need a 1-D array of at least {lags} recent values, got shape {values.shape}")
-    return values[values.shape[0] - lags :]
-
-
 # --------------------------------------------------------------------------- exponentially weighted mean
 
 
@@ -172,7 +140,7 @@ class EWMForecaster:
 
     def fit(self, history: npt.ArrayLike) -> EWMForecaster:
         """Validate ``history`` (shape (n,)); choose ``alpha`` on it when not given (needs n > lags)."""
-        values = _as_values(history, "history")
+        values = as_series(history, what="history")
         if self.alpha is not None:
             if values.size < 1:
                 raise PredictionError("history is empty")
@@ -202,12 +170,12 @@ class EWMForecaster:
     def predict_next(self, recent: npt.ArrayLike) -> float:
         """Weighted mean of the last ``lags`` values of ``recent`` (shape (r,), r >= lags)."""
         weights = self._fitted_weights()
-        return float(np.clip(_last(recent, self._lags) @ weights, 0.0, 1.0))
+        return float(np.clip(last_values(recent, self._lags) @ weights, 0.0, 1.0))
 
     def predict_many(self, recent_windows: npt.ArrayLike) -> FloatArray:
         """Weighted mean of each row of ``recent_windows`` (shape (k, lags)); shape (k,)."""
         weights = self._fitted_weights()
-        return np.clip(_as_windows(recent_windows, self._lags) @ weights, 0.0, 1.0)
+        return np.clip(as_windows(recent_windows, self._lags) @ weights, 0.0, 1.0)
 
 
 # --------------------------------------------------------------------------- SVR with time since failure
@@ -287,13 +255,13 @@ class SVRFeaturesForecaster:
     def predict_next(self, recent: npt.ArrayLike) -> float:
         """Forecast after ``recent`` (shape (r,), r >= lags); in [0, 1]."""
         model = self._model()
-        window = _last(recent, self.lags).reshape(1, -1)
+        window = last_values(recent, self.lags).reshape(1, -1)
         return float(model.predict_unchecked(self.features(window))[0])
 
     def predict_many(self, recent_windows: npt.ArrayLike) -> FloatArray:
         """Forecasts, shape (k,), after each row of ``recent_windows`` (shape (k, lags)); in [0, 1]."""
         model = self._model()
-        return model.predict_unchecked(self.features(_as_windows(recent_windows, self.lags)))
+        return model.predict_unchecked(self.features(as_windows(recent_windows, self.lags)))
 
 
 # --------------------------------------------------------------------------- two-state chain
@@ -329,7 +297,7 @@ class MarkovForecaster:
 
     def fit(self, history: npt.ArrayLike) -> MarkovForecaster:
         """Nothing to learn from ``history`` (validated only): MTTF and MTTR are given."""
-        _as_values(history, "history")
+        as_series(history, what="history")
         return self
 
     def _next(self, state: FloatArray) -> FloatArray:
@@ -337,11 +305,11 @@ class MarkovForecaster:
 
     def predict_next(self, recent: npt.ArrayLike) -> float:
         """P(up next) from the last value of ``recent`` (shape (r,), r >= 1)."""
-        return float(self._next(_last(recent, 1))[0])
+        return float(self._next(last_values(recent, 1))[0])
 
     def predict_many(self, recent_windows: npt.ArrayLike) -> FloatArray:
         """P(up next) for each row of ``recent_windows`` (shape (k, 1)); shape (k,)."""
-        return self._next(_as_windows(recent_windows, 1)[:, 0])
+        return self._next(as_windows(recent_windows, 1)[:, 0])
 
 
 # --------------------------------------------------------------------------- bounded training
@@ -509,7 +477,7 @@ def select_forecaster(
     Raises:
         PredictionError: bad series or fractions, duplicate names, or no naive reference can be fitted.
     """
-    values = _as_values(series, "availability series")
+    values = as_series(series, what="availability series")
     training = values[: _training_length(values.size, train_fraction, "train_fraction")]
     if not 0.0 < inner_fraction < 1.0:
         raise PredictionError(f"inner_fraction must lie in (0, 1), got {inner_fraction}")
