@@ -26,6 +26,7 @@ phone (MI / MIPS x `time_scale`).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import queue
@@ -43,7 +44,14 @@ from pydantic_settings import SettingsConfigDict
 
 from edgeoff.engines import get_engine
 from edgeoff.errors import NoFeasibleSolutionError
-from edgeoff.ops import EXIT_CONFIG, Operations, OpsSettings, add_ops_arguments, run_daemon
+from edgeoff.ops import (
+    EXIT_CONFIG,
+    Operations,
+    OpsSettings,
+    add_ops_arguments,
+    run_daemon,
+    settings_from_args,
+)
 from edgeoff.scenario import Scenario, load_scenario
 from edgeoff.wire import topics
 from edgeoff.wire.codec import decode_json, decode_msgpack, encode_msgpack
@@ -593,18 +601,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--time-scale", type=float, help="wall seconds per model second of emulated work")
     parser.add_argument("--deadline-factor", type=float, help="result deadline: factor x expected time")
     parser.add_argument("--out", type=Path, help="write the results JSON here when done")
-    parser.add_argument(
-        "--settings-file", type=Path, help="KEY=value settings file (systemd EnvironmentFile format)"
-    )
     add_ops_arguments(parser)
     return parser
-
-
-def _settings(args: argparse.Namespace) -> AgentSettings:
-    overrides = {
-        name: value for name, value in vars(args).items() if value is not None and name != "settings_file"
-    }
-    return AgentSettings(_env_file=args.settings_file, **overrides)
 
 
 def build_agent(settings: AgentSettings, stop: threading.Event, ops: Operations | None = None) -> MobileAgent:
@@ -657,7 +655,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="edgeoff-agent",
         argv=argv,
         parser=build_parser(),
-        settings_from_args=_settings,
+        settings_from_args=functools.partial(settings_from_args, AgentSettings),
         build=build_service,
         label=lambda settings: {"agent": settings.agent},
         check_redis=False,  # the agent does not use Redis: ready = connected to the broker

@@ -54,6 +54,7 @@ Sharing the sites between several workers, two ways:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import queue
@@ -69,7 +70,14 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import SettingsConfigDict
 from redis.typing import EncodableT, FieldT
 
-from edgeoff.ops import EXIT_CONFIG, Operations, OpsSettings, add_ops_arguments, run_daemon
+from edgeoff.ops import (
+    EXIT_CONFIG,
+    Operations,
+    OpsSettings,
+    add_ops_arguments,
+    run_daemon,
+    settings_from_args,
+)
 from edgeoff.scenario import load_scenario
 from edgeoff.traces import NodeTrace, load_node_table
 from edgeoff.wire import topics
@@ -640,18 +648,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--window-s", type=float, help="availability window, wall seconds (default 60)")
     parser.add_argument("--scenario", type=Path, help="scenario TOML (default: the paper's)")
     parser.add_argument("--dataset", help="seed each site's history from its LANL node, e.g. DS1")
-    parser.add_argument(
-        "--settings-file", type=Path, help="KEY=value settings file (systemd EnvironmentFile format)"
-    )
     add_ops_arguments(parser)
     return parser
-
-
-def _settings(args: argparse.Namespace) -> WorkerSettings:
-    overrides = {
-        name: value for name, value in vars(args).items() if value is not None and name != "settings_file"
-    }
-    return WorkerSettings(_env_file=args.settings_file, **overrides)
 
 
 def build_worker(
@@ -683,7 +681,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="edgeoff-worker",
         argv=argv,
         parser=build_parser(),
-        settings_from_args=_settings,
+        settings_from_args=functools.partial(settings_from_args, WorkerSettings),
         build=build_worker,
         label=lambda settings: {"worker": settings.worker_id},
     )

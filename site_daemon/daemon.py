@@ -18,6 +18,7 @@ task is in the worker pool, so tasks still run in the order they arrived.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import queue
 import threading
@@ -34,7 +35,14 @@ from pydantic_settings import SettingsConfigDict
 
 from edgeoff.cost import CostModel
 from edgeoff.errors import ScenarioError
-from edgeoff.ops import EXIT_CONFIG, Operations, OpsSettings, add_ops_arguments, run_daemon
+from edgeoff.ops import (
+    EXIT_CONFIG,
+    Operations,
+    OpsSettings,
+    add_ops_arguments,
+    run_daemon,
+    settings_from_args,
+)
 from edgeoff.scenario import Scenario, Site, load_scenario
 from edgeoff.traces import load_node_table
 from edgeoff.wire import topics
@@ -558,18 +566,8 @@ def build_parser() -> argparse.ArgumentParser:
         "or drop the link at once (crash)",
     )
     parser.add_argument("--seed", type=int, help="seed of the failure injection RNG")
-    parser.add_argument(
-        "--settings-file", type=Path, help="KEY=value settings file (systemd EnvironmentFile format)"
-    )
     add_ops_arguments(parser)
     return parser
-
-
-def _settings(args: argparse.Namespace) -> SiteSettings:
-    overrides = {
-        name: value for name, value in vars(args).items() if value is not None and name != "settings_file"
-    }
-    return SiteSettings(_env_file=args.settings_file, **overrides)
 
 
 def _failures(settings: SiteSettings, scenario: Scenario) -> Iterator[Phase] | None:
@@ -619,7 +617,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="edgeoff-site",
         argv=argv,
         parser=build_parser(),
-        settings_from_args=_settings,
+        settings_from_args=functools.partial(settings_from_args, SiteSettings),
         build=build_daemon,
         label=lambda settings: {"site": settings.site},
     )

@@ -21,7 +21,7 @@ from edgeoff.ops.daemon import EXIT_CONFIG, ObservedSettings, Operations, RedisP
 from edgeoff.ops.health import HealthCheck, HealthRecord, check_health, read_health, write_health
 from edgeoff.ops.logs import JsonFormatter, setup_logging
 from edgeoff.ops.metrics import COUNTER_FAMILIES, CountersCollector, Metrics, exposition
-from edgeoff.ops.settings import OpsSettings, add_ops_arguments
+from edgeoff.ops.settings import OpsSettings, add_ops_arguments, settings_from_args
 from edgeoff.ops.systemd import Notifier
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "exposition",
     "read_health",
     "run_daemon",
+    "settings_from_args",
     "setup_logging",
     "write_health",
 ]

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings
 
-__all__ = ["DEFAULT_HEALTH_INTERVAL_S", "OpsSettings", "add_ops_arguments"]
+__all__ = ["DEFAULT_HEALTH_INTERVAL_S", "OpsSettings", "add_ops_arguments", "settings_from_args"]
 
 DEFAULT_HEALTH_INTERVAL_S = 1.0  # health file rewrite and Redis probe period; probes allow several seconds
 
@@ -28,8 +29,24 @@ class OpsSettings(BaseModel):
 
 
 def add_ops_arguments(parser: argparse.ArgumentParser) -> None:
-    """The command-line options of :class:`OpsSettings` (their `dest` names are the field names)."""
+    """The command-line options of :class:`OpsSettings` (their `dest` names are the field names) and the
+    `--settings-file` every daemon takes."""
     group = parser.add_argument_group("operations")
+    group.add_argument(
+        "--settings-file", type=Path, help="KEY=value settings file (systemd EnvironmentFile format)"
+    )
     group.add_argument("--log-format", choices=("text", "json"), help="log lines as text or JSON objects")
     group.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port (0: off)")
     group.add_argument("--health-file", type=Path, help="write a JSON health record here (edgeoff health)")
+
+
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+
+def settings_from_args(settings_type: type[SettingsT], args: argparse.Namespace) -> SettingsT:
+    """A daemon's settings: the options given on the command line win over the environment, which wins
+    over the `--settings-file`."""
+    overrides = {
+        name: value for name, value in vars(args).items() if value is not None and name != "settings_file"
+    }
+    return settings_type(_env_file=args.settings_file, **overrides)
