@@ -50,8 +50,8 @@ from edgeoff.wire.codec import decode_json
 from edgeoff.wire.messages import Prediction
 from edgeoff.wire.mqtt import Connected, Message, MqttClient, MqttEvent
 from edgeoff.wire.settings import BrokerSettings
-from prediction_worker.daemon import DOWN_MODEL
 from prediction_worker.detector import FixedTimeoutDetector, PhiAccrualDetector
+from prediction_worker.store import DOWN_MODEL
 
 HEARTBEAT_S = 0.15  # the paper's interval (the site daemon reads it from the scenario)
 MISSED = 10

@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import logging
 import queue
 import threading
@@ -65,10 +64,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-import redis
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
-from redis.typing import EncodableT, FieldT
 
 from edgeoff.ops import (
     EXIT_CONFIG,
@@ -85,8 +82,7 @@ from edgeoff.wire.codec import decode_json, decode_msgpack, encode_json
 from edgeoff.wire.errors import DecodeError, StoreError, TopicError
 from edgeoff.wire.messages import Heartbeat, Prediction, SiteStatus
 from edgeoff.wire.mqtt import Connected, Disconnected, Message, MqttClient, MqttEvent
-from edgeoff.wire.settings import DaemonSettings, RedisSettings
-from edgeoff.wire.store import KEY_PREFIX, redis_client
+from edgeoff.wire.settings import DaemonSettings
 from prediction_worker.availability_trace import (
     DEFAULT_MAX_WINDOWS,
     DEFAULT_MIN_WINDOWS,
@@ -108,11 +104,10 @@ from prediction_worker.detector import (
     Shard,
     Verdict,
 )
+from prediction_worker.store import DOWN_MODEL, PredictionStore
 
 __all__ = [
-    "DOWN_MODEL",
     "EXIT_CONFIG",
-    "PredictionStore",
     "PredictionWorker",
     "WorkerSettings",
     "build_detector",
@@ -121,7 +116,6 @@ __all__ = [
 
 log = logging.getLogger("edgeoff.worker")
 
-DOWN_MODEL = "detector:down"  # `model` of the prediction published while a site is suspected
 ERROR_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)  # |forecast - window availability|
 MAX_IDLE_WAIT_S = 0.1  # the loop re-checks the stop flag this often (the signal handler only sets a flag)
 QOS_HEARTBEAT = 0  # heartbeats are sent at QoS 0: a lost one is what the detector is for
@@ -166,123 +160,6 @@ class WorkerSettings(DaemonSettings, OpsSettings):
     @property
     def shard_spec(self) -> Shard:
         return Shard.parse(self.shard)
-
-
-# ---------------------------------------------------------------------- Redis: the value of record
-
-# KEYS[1] prediction hash; ARGV availability, model, ts, up, worker, error_mae ('' for none).
-# Returns the new version.
-_WRITE_PREDICTION_LUA = """
-local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
-redis.call('HSET', KEYS[1], 'availability', ARGV[1], 'model', ARGV[2], 'ts', ARGV[3], 'up', ARGV[4],
-           'worker', ARGV[5], 'error_mae', ARGV[6])
-return version
-"""
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else value
-
-
-class PredictionStore:
-    """Predictions, verdicts, windows and counters in Redis; redis-py errors become StoreError."""
-
-    def __init__(self, client: redis.Redis, *, prefix: str = KEY_PREFIX) -> None:
-        self._redis = client
-        self._prefix = prefix
-        self._write = client.register_script(_WRITE_PREDICTION_LUA)
-
-    @classmethod
-    def from_settings(cls, settings: RedisSettings) -> PredictionStore:
-        return cls(redis_client(settings))
-
-    def close(self) -> None:
-        self._redis.close()
-
-    def prediction_key(self, site: str) -> str:
-        return f"{self._prefix}prediction:{topics.validate_id(site, what='site id')}"
-
-    def _site_key(self, site: str, what: str) -> str:
-        return f"{self._prefix}site:{topics.validate_id(site, what='site id')}:{what}"
-
-    def write_prediction(
-        self,
-        site: str,
-        availability: float,
-        model: str,
-        ts: float,
-        worker: str,
-        error_mae: float | None = None,
-    ) -> int:
-        """Store a changed prediction atomically; returns its version (one more than the last)."""
-        up = 0 if model == DOWN_MODEL else 1
-        error = "" if error_mae is None else repr(error_mae)
-        try:
-            args: list[str | int] = [repr(availability), model, repr(ts), up, worker, error]
-            return int(self._write(keys=[self.prediction_key(site)], args=args))
-        except redis.RedisError as exc:
-            raise StoreError(f"prediction of site {site}: {exc}") from exc
-
-    def read_prediction(self, site: str) -> Prediction | None:
-        """The stored prediction of `site`, or None."""
-        try:
-            raw = self._redis.hgetall(self.prediction_key(site))
-        except redis.RedisError as exc:
-            raise StoreError(f"prediction of site {site}: {exc}") from exc
-        if not raw or b"availability" not in raw:
-            return None
-        try:
-            return Prediction(
-                site=site,
-                availability=float(raw[b"availability"]),
-                version=int(raw[b"version"]),
-                model=_text(raw[b"model"]),
-                ts=float(raw[b"ts"]),
-                error_mae=float(raw[b"error_mae"]) if raw.get(b"error_mae") else None,
-            )
-        except (KeyError, ValueError, UnicodeDecodeError, ValidationError) as exc:
-            raise StoreError(f"stored prediction of site {site} is corrupt: {exc}") from exc
-
-    def _push_bounded(self, key: str, value: bytes | str, keep: int) -> None:
-        try:
-            pipe = self._redis.pipeline(transaction=True)
-            pipe.lpush(key, value)
-            pipe.ltrim(key, 0, keep - 1)
-            pipe.execute()
-        except redis.RedisError as exc:
-            raise StoreError(f"{key}: {exc}") from exc
-
-    def append_verdict(self, site: str, record: Mapping[str, object], keep: int) -> None:
-        self._push_bounded(self._site_key(site, "verdicts"), json.dumps(record), keep)
-
-    def append_window(self, site: str, availability: float, keep: int) -> None:
-        self._push_bounded(self._site_key(site, "windows"), repr(availability), keep)
-
-    def windows(self, site: str, keep: int) -> list[float]:
-        """Stored live windows of `site`, oldest first."""
-        try:
-            raw = self._redis.lrange(self._site_key(site, "windows"), 0, keep - 1)
-        except redis.RedisError as exc:
-            raise StoreError(f"windows of site {site}: {exc}") from exc
-        values: list[float] = []
-        for item in reversed(raw):
-            try:
-                value = float(item)
-            except ValueError:
-                continue
-            if 0.0 <= value <= 1.0:
-                values.append(value)
-        return values
-
-    def write_counters(self, worker: str, counters: Mapping[str, int]) -> None:
-        if not counters:
-            return
-        key = f"{self._prefix}worker:{topics.validate_id(worker, what='worker id')}:counters"
-        try:
-            mapping: dict[FieldT, EncodableT] = dict(counters.items())
-            self._redis.hset(key, mapping=mapping)
-        except redis.RedisError as exc:
-            raise StoreError(f"{key}: {exc}") from exc
 
 
 # ---------------------------------------------------------------------- the worker
