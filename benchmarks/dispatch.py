@@ -4,7 +4,8 @@ Run as ``python benchmarks/dispatch.py``. Starts a private Mosquitto and Redis o
 one real site daemon (its own process, zero-cost emulated execution), then measures, in alternating blocks
 through the same broker, each loop with the same `WINDOW` of messages in flight and QoS 1 both ways:
 
-- end to end (`e2e`): the agent's MqttClient publishes a TaskRequest (QoS 1, msgpack) to the site's tasks
+- end to end (`e2e`): the agent's MqttClient (inline mode: its network I/O runs on the benchmark's thread,
+  as the site daemon's does) publishes a TaskRequest (QoS 1, msgpack) to the site's tasks
   topic; the site decodes it, claims it in Redis (Lua, lease), runs it (0 s), stores the result (SET NX)
   and publishes the TaskResult (QoS 1) on `results/{agent}`, which the agent decodes (pydantic, strict);
 - raw: a bare paho-mqtt client (no project code; TCP_NODELAY like every client of the project) publishes
@@ -74,20 +75,39 @@ def _wait_connected(connected: threading.Event) -> None:
 
 
 class WrappedLoop:
-    """A client of the project (MqttClient) subscribed to `topic`."""
+    """A client of the project (MqttClient) subscribed to `topic`; `inline`: driven by this thread."""
 
-    def __init__(self, broker: BrokerSettings, client_id: str, topic: str) -> None:
+    def __init__(self, broker: BrokerSettings, client_id: str, topic: str, *, inline: bool = False) -> None:
         self.inbox: queue.Queue[MqttEvent] = queue.Queue()
-        self.client = MqttClient(settings=broker, client_id=client_id, inbox=self.inbox)
+        self.inline = inline
+        self.client = MqttClient(settings=broker, client_id=client_id, inbox=self.inbox, inline_loop=inline)
         self.client.subscribe(topic)
         self.client.start()
+        if inline:
+            deadline = time.monotonic() + TIMEOUT_S
+            while not self.client.connected.is_set() and time.monotonic() < deadline:
+                self.client.poll(0.05)
+            settle = time.monotonic() + 0.2
+            while time.monotonic() < settle:
+                self.client.poll(0.05)
         _wait_connected(self.client.connected)
-        time.sleep(0.2)  # the SUBSCRIBE is sent from on_connect: let its SUBACK come back
+        if not inline:
+            time.sleep(0.2)  # the SUBSCRIBE is sent from on_connect: let its SUBACK come back
 
     def message(self) -> Message:
         deadline = time.monotonic() + TIMEOUT_S
         while True:
-            event = self.inbox.get(timeout=max(0.0, deadline - time.monotonic()))
+            if self.inline:
+                try:
+                    event = self.inbox.get_nowait()
+                except queue.Empty:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise TimeoutError("no message from the broker") from None
+                    self.client.poll(remaining)
+                    continue
+            else:
+                event = self.inbox.get(timeout=max(0.0, deadline - time.monotonic()))
             if isinstance(event, Message):
                 return event
 
@@ -99,7 +119,7 @@ class AgentLoop(WrappedLoop):
     """End to end: task requests to the site, results back (what a mobile agent does)."""
 
     def __init__(self, broker: BrokerSettings) -> None:
-        super().__init__(broker, "bench-agent", topics.results(AGENT))
+        super().__init__(broker, "bench-agent", topics.results(AGENT), inline=True)
         self.block = 0
         self._tasks_topic = topics.site_topic(SITE, "tasks")
 

@@ -2,8 +2,11 @@
 
     settings -> scenario and site -> Redis store -> MQTT client -> serve -> shut down on SIGTERM/SIGINT
 
-One thread (the caller of :meth:`SiteDaemon.serve`) owns all state. paho's callbacks and the task worker
-threads only put events on its inbox; it publishes heartbeats on schedule, claims and dispatches tasks,
+One thread (the caller of :meth:`SiteDaemon.serve`) owns all state and drives the MQTT connection itself
+(`MqttClient` in inline mode: it waits in `poll`, which reads the socket, runs paho's callbacks and
+reconnects with backoff; no network thread, so no thread hand-off per message). paho's callbacks and the
+task worker threads only put events on its inbox (a worker also wakes `poll`); it publishes heartbeats on
+schedule, claims and dispatches tasks,
 publishes results, and, with failure injection, crashes and recovers the site on the Markov chain's
 schedule. Every connection gets a new session number from Redis (INCR), carried by its online status and
 by its Last Will, so a late will of an old session cannot be mistaken for the current one.
@@ -49,7 +52,7 @@ from edgeoff.wire import topics
 from edgeoff.wire.codec import decode_json, decode_msgpack, encode_json, encode_msgpack
 from edgeoff.wire.errors import DecodeError, StoreError, TopicError
 from edgeoff.wire.messages import Heartbeat, SiteProfile, SiteStatus, TaskRequest, TaskResult
-from edgeoff.wire.mqtt import Connected, Disconnected, Message, MqttClient, MqttEvent, Will, wait_published
+from edgeoff.wire.mqtt import Connected, Disconnected, Message, MqttClient, MqttEvent, Will
 from edgeoff.wire.settings import DaemonSettings
 from edgeoff.wire.store import Claim, TaskStore
 from site_daemon.execution import (
@@ -70,7 +73,7 @@ log = logging.getLogger("edgeoff.site")
 TASK_SECONDS_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 KEEPALIVE_GRACE = 1.5  # Mosquitto drops a client after 1.5 x its keepalive without a packet
 MAX_IDLE_WAIT_S = 0.1  # the loop re-checks the stop flag this often (the signal handler only sets a flag);
-# an event wakes it at once (Queue.get returns as soon as something is put), this only bounds idle waits
+# an event wakes it at once (network traffic, or a worker's wake-up), this only bounds idle waits
 MAX_BATCH = 64  # events taken from the inbox per pass; their task requests are claimed in one round trip
 QOS_AT_MOST_ONCE = 0
 QOS_AT_LEAST_ONCE = 1
@@ -156,6 +159,7 @@ class SiteDaemon:
             inbox=self.inbox,
             will_factory=self._make_will,
             max_message_bytes=settings.max_message_bytes,
+            inline_loop=True,  # this thread drives the network: see _step
         )
         self.counters = self.mqtt.counters
         self.ops = ops if ops is not None else Operations(name=f"site={site.id}")
@@ -204,8 +208,10 @@ class SiteDaemon:
             d for d in (self._heartbeat_due(), self._next_phase_at, self._link_expires_at) if d is not None
         ]
         timeout = min([MAX_IDLE_WAIT_S, *(d - now for d in deadlines)])
+        # network traffic and paho's callbacks (which fill the inbox) happen in poll, on this thread
+        self.mqtt.poll(0.0 if self.inbox.qsize() else max(timeout, 0.0))
         try:
-            event = self.inbox.get(timeout=max(timeout, 0.0))
+            event = self.inbox.get_nowait()
         except queue.Empty:
             event = None
         if event is not None:
@@ -267,7 +273,7 @@ class SiteDaemon:
         return encode_json(SiteStatus(state=state, session=session, ts=self.wall_clock()))
 
     def _make_will(self) -> Will:
-        """Runs on the MQTT supervisor thread before every connection: a new session and its will."""
+        """Runs (in the daemon's thread, from `poll`) before every connection: a new session and its will."""
         session = self.store.next_session(self.site.id)
         return Will(topic=self._status_topic, payload=self._status("offline", session), qos=1, retain=True)
 
@@ -444,6 +450,7 @@ class SiteDaemon:
         self.inbox.put_nowait(
             TaskFinished(request=request, session=session, generation=generation, outcome=outcome)
         )
+        self.mqtt.wake()  # the daemon's thread may be waiting in poll()
 
     def _result(self, request: TaskRequest, session: int, outcome: Outcome) -> TaskResult:
         return TaskResult(
@@ -531,7 +538,7 @@ class SiteDaemon:
         session = self._session
         if session is not None and self._up:
             info = self.mqtt.publish(self._status_topic, self._status("offline", session), qos=1, retain=True)
-            if not wait_published(info, self.settings.publish_timeout_s):
+            if not self.mqtt.wait_published(info, self.settings.publish_timeout_s):
                 log.warning(
                     "site %s: the offline status was not acknowledged; the will covers it", self.site.id
                 )

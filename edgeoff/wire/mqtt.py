@@ -11,15 +11,33 @@ Rules it enforces (ARCHITECTURE "Rules that keep it correct"):
   backoff with full jitter) and connects again. Before each connection it asks `will_factory` for the Last
   Will, so a daemon can put a fresh session number into every connection's will.
 
-Threads: the supervisor owns connecting; paho's loop thread owns the socket while connected; any thread
-may call `publish`. A lock and a `_loop_running` flag make sure nobody writes to the socket while the
-supervisor connects (paho writes from the caller's thread when its own loop thread is not running).
+Threads (default, threaded mode): the supervisor owns connecting; paho's loop thread owns the socket while
+connected; any thread may call `publish`. A lock and a `_loop_running` flag make sure nobody writes to the
+socket while the supervisor connects (paho writes from the caller's thread when its own loop thread is not
+running).
+
+Inline mode (`inline_loop=True`, opt-in): no thread at all. The owner's thread drives paho through
+`poll(timeout)` (paho's "external event loop": `select` on its socket, `loop_read`, `loop_write`,
+`loop_misc`), so a message goes from the socket to the inbox and a publish from the owner to the socket
+without a single thread hand-off. The callbacks run inside `poll` and still only enqueue. `poll` also does
+what the supervisor does: when the link is down and the backoff delay has passed it connects (TCP connect
+bounded by `connect_timeout_s`, with a fresh will), and it schedules the next attempt with the same
+full-jitter backoff. Every paho call is made under the lock, `select` outside it, so:
+
+* the owner thread calls `poll`, `publish`, `subscribe`, `pause`, `resume`, `stop` and `wait_published`;
+* any other thread may call `publish`, `subscribe`, `pause`, `resume` and `wake` (paho then writes from that
+  thread under the lock, as it does in threaded mode while the supervisor connects; a write the socket
+  cannot take at once is finished by the owner's next `poll`, which `wake` interrupts). Those threads must
+  not call `poll` or `wait_published`;
+* a thread that puts its own events on the inbox calls `wake()` after it, so that `poll` returns at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
+import select
 import socket
 import threading
 import time
@@ -156,6 +174,7 @@ class MqttClient:
         will_factory: Callable[[], Will | None] | None = None,
         max_message_bytes: int | None = None,
         rng: random.Random | None = None,
+        inline_loop: bool = False,
     ) -> None:
         self.settings = settings
         self.client_id = client_id
@@ -175,6 +194,12 @@ class MqttClient:
         self._link_down = threading.Event()
         self._accepted = False  # this attempt got a successful CONNACK (resets the backoff)
         self._supervisor: threading.Thread | None = None
+        self.inline_loop = inline_loop  # True: the owner's thread drives the network through poll()
+        self._started = False
+        self._attempt = 0  # inline mode: connection attempts since the last accepted one (backoff exponent)
+        self._next_attempt_at: float | None = None  # inline mode: when poll() may connect (None: not now)
+        self._wake_r: socket.socket | None = None  # inline mode: wake() writes here to interrupt poll()
+        self._wake_w: socket.socket | None = None
         self._client = self._make_client()
 
     # ------------------------------------------------------------------ lifecycle
@@ -206,9 +231,17 @@ class MqttClient:
         return client
 
     def start(self) -> None:
-        """Start connecting in the background (returns at once)."""
-        if self._supervisor is not None:
+        """Start connecting in the background (returns at once); inline mode: from the next `poll`."""
+        if self._supervisor is not None or self._started:
             raise RuntimeError("MqttClient.start() called twice")
+        if self.inline_loop:
+            self._started = True
+            self._wake_r, self._wake_w = socket.socketpair()
+            self._wake_r.setblocking(False)
+            self._wake_w.setblocking(False)
+            self._next_attempt_at = time.monotonic()
+            self._want_connected.set()
+            return
         self._want_connected.set()
         self._supervisor = threading.Thread(
             target=self._supervise, name=f"mqtt-{self.client_id}", daemon=True
@@ -220,6 +253,9 @@ class MqttClient:
         self._stopping.set()
         self._want_connected.clear()
         self._disconnect(DISCONNECT_WITH_WILL if with_will else DISCONNECT_NORMAL)
+        if self.inline_loop:
+            self._stop_inline(timeout)
+            return
         if self._supervisor is not None:
             self._supervisor.join(timeout)
 
@@ -230,7 +266,12 @@ class MqttClient:
 
     def resume(self) -> None:
         """Connect again after `pause` (with a fresh will from `will_factory`)."""
+        if self.inline_loop:
+            with self._lock:
+                if not self._loop_running:
+                    self._next_attempt_at = time.monotonic()  # as the supervisor: at once after a pause
         self._want_connected.set()
+        self.wake()
 
     def _disconnect(self, reason: int) -> None:
         with self._lock:
@@ -262,6 +303,18 @@ class MqttClient:
 
     def _connect_once(self) -> bool:
         """One connection attempt: will, TCP connect, CONNECT sent; the CONNACK arrives in on_connect."""
+        if not self._open():
+            return False
+        with self._lock:
+            # loop_start() opens a new wake-up socket pair without closing the last one: close it first, or
+            # every reconnect leaks two file descriptors (paho-mqtt 2.2).
+            self._client._reset_sockets(sockpair_only=True)
+            self._client.loop_start()
+            self._loop_running = True
+        return True
+
+    def _open(self) -> bool:
+        """Will, TCP connect and CONNECT sent (False: failed, back off); no network loop started."""
         self._accepted = False
         self._link_down.clear()
         try:
@@ -288,12 +341,6 @@ class MqttClient:
                 exc,
             )
             return False
-        with self._lock:
-            # loop_start() opens a new wake-up socket pair without closing the last one: close it first, or
-            # every reconnect leaks two file descriptors (paho-mqtt 2.2).
-            self._client._reset_sockets(sockpair_only=True)
-            self._client.loop_start()
-            self._loop_running = True
         return True
 
     def _run_until_link_down(self) -> None:
@@ -307,6 +354,151 @@ class MqttClient:
             self._loop_running = False
         self._client.loop_stop()
         self.connected.clear()
+
+    # ------------------------------------------------------------------ inline mode (the owner's thread)
+
+    def poll(self, timeout: float) -> None:
+        """Inline mode: connect when due, wait up to `timeout` s for network traffic or `wake`, handle it.
+
+        Callbacks run here and only enqueue: drain the inbox without blocking afterwards. Returns early when
+        something arrived, was woken, or a reconnect attempt is due. Never raises for network trouble.
+        """
+        if not self.inline_loop:
+            raise RuntimeError("MqttClient.poll() needs inline_loop=True")
+        wake_r = self._wake_r
+        if not self._started or self._stopping.is_set() or wake_r is None:
+            return
+        if self._link_down.is_set() and self._loop_running:  # dropped since the last poll (e.g. pause)
+            self._link_lost()
+        self._reconnect_if_due()
+        timeout = max(timeout, 0.0)
+        sock = self._client.socket() if self._loop_running else None
+        if not isinstance(sock, socket.socket):
+            sock = None
+        if sock is None and self._next_attempt_at is not None and self._want_connected.is_set():
+            timeout = min(timeout, max(self._next_attempt_at - time.monotonic(), 0.0))
+        rlist: list[socket.socket] = [wake_r]
+        wlist: list[socket.socket] = []
+        pending = 0
+        if sock is not None:
+            rlist.append(sock)
+            with self._lock:
+                if self._client.want_write():
+                    wlist.append(sock)
+            pending_fn = getattr(sock, "pending", None)  # TLS: bytes already decrypted, select cannot see
+            if pending_fn is not None:
+                pending = int(pending_fn())
+            if pending:
+                timeout = 0.0
+        try:
+            readable, _, _ = select.select(rlist, wlist, [], timeout)
+        except (OSError, ValueError):  # the socket was closed under us (pause or stop from another thread)
+            readable = []
+        if wake_r in readable:
+            with contextlib.suppress(OSError):
+                wake_r.recv(4096)
+        if sock is not None:
+            self._run_io(read=pending > 0 or sock in readable)
+        if self._link_down.is_set() and self._loop_running:
+            self._link_lost()
+
+    def wake(self) -> None:
+        """Interrupt a `poll` (inline mode; any thread; a no-op in threaded mode or before `start`)."""
+        wake_w = self._wake_w
+        if wake_w is None:
+            return
+        with contextlib.suppress(OSError):  # full (a wake-up is pending anyway) or closed (stopped)
+            wake_w.send(b"\0")
+
+    def wait_published(self, info: paho.MQTTMessageInfo | None, timeout: float) -> bool:
+        """`wait_published` that also drives the network in inline mode (from the owner's thread)."""
+        if not self.inline_loop:
+            return wait_published(info, timeout)
+        if info is None:
+            return False
+        deadline = time.monotonic() + timeout
+        while not info.is_published():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self._loop_running:
+                return False
+            self.poll(min(remaining, STATE_POLL_S))
+        return True
+
+    def _run_io(self, *, read: bool) -> None:
+        """paho's read, write and keepalive steps under the lock (inline mode)."""
+        try:
+            with self._lock:
+                if not self._loop_running:
+                    return
+                if read:
+                    self._client.loop_read()
+                if self._client.want_write():  # e.g. the SUBSCRIBEs queued by on_connect, PUBACKs
+                    self._client.loop_write()
+                self._client.loop_misc()  # keepalive: PINGREQ when due, drop a link whose PINGRESP is late
+        except Exception:
+            self.counters.incr("poll_errors")
+            log.exception("MQTT %s: network step failed (ignored)", self.client_id)
+        if self._client.socket() is None:  # paho closed the socket (its on_disconnect has fired)
+            self._link_down.set()
+
+    def _reconnect_if_due(self) -> None:
+        """Inline mode: one connection attempt when the link is down, wanted, and the backoff has passed."""
+        if self._loop_running or not self._want_connected.is_set():
+            return
+        if self._next_attempt_at is None or time.monotonic() < self._next_attempt_at:
+            return
+        self._next_attempt_at = None
+        if self._open():
+            with self._lock:
+                self._loop_running = True
+            return
+        self._schedule_reconnect()
+
+    def _link_lost(self) -> None:
+        """Inline mode: the link dropped (or was paused): forget it and schedule the next attempt."""
+        with self._lock:
+            self._loop_running = False
+        self.connected.clear()
+        if self._accepted:
+            self._attempt = 0
+        if self._stopping.is_set() or not self._want_connected.is_set():
+            return  # paused or stopping: resume() asks for a connection at once
+        self._schedule_reconnect()
+
+    def _schedule_reconnect(self) -> None:
+        if self._accepted:
+            self._attempt = 0
+        delay = backoff_delay(
+            self._attempt,
+            min_s=self.settings.reconnect_min_s,
+            max_s=self.settings.reconnect_max_s,
+            rng=self._rng,
+        )
+        self._attempt += 1
+        self.counters.incr("reconnect_waits")
+        log.info("MQTT %s: reconnecting in %.3f s (attempt %d)", self.client_id, delay, self._attempt)
+        self._next_attempt_at = time.monotonic() + delay
+
+    def _stop_inline(self, timeout: float) -> None:
+        """After the DISCONNECT was queued: let it reach the socket, then close everything."""
+        deadline = time.monotonic() + timeout
+        while self._loop_running and not self._link_down.is_set() and time.monotonic() < deadline:
+            sock = self._client.socket()
+            if not isinstance(sock, socket.socket):
+                break
+            try:
+                select.select([], [sock], [], min(STATE_POLL_S, max(deadline - time.monotonic(), 0.0)))
+            except (OSError, ValueError):
+                break
+            self._run_io(read=False)
+        with self._lock:
+            self._loop_running = False
+            self._client._reset_sockets()  # the socket, if the DISCONNECT did not close it
+        self.connected.clear()
+        for sock in (self._wake_r, self._wake_w):
+            if sock is not None:
+                sock.close()
+        self._wake_r = self._wake_w = None
 
     # ------------------------------------------------------------------ API for the daemon's thread
 
@@ -326,6 +518,9 @@ class MqttClient:
                 self.counters.incr("out_dropped.not_connected")
                 return None
             info = self._client.publish(topic, payload, qos=qos, retain=retain)
+            unwritten = self.inline_loop and self._client.want_write()
+        if unwritten:  # the socket did not take it all (or another thread published): poll() finishes it
+            self.wake()
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             self.counters.incr("out_dropped.publish_error")
             return None
