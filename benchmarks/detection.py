@@ -30,21 +30,19 @@ import json
 import os
 import queue
 import random
-import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from local_brokers import start_brokers
 
+from edgeoff.commands.up import Children
 from edgeoff.wire import topics
 from edgeoff.wire.codec import decode_json
 from edgeoff.wire.messages import Prediction
@@ -72,38 +70,6 @@ PROFILES: tuple[tuple[float, float, float, float], ...] = (
 # ---------------------------------------------------------------------- servers and processes
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.02)
-
-
-def _binary(name: str) -> str:
-    path = shutil.which(name) or next((str(p) for p in (Path("/usr/sbin") / name,) if p.is_file()), None)
-    if path is None:
-        raise SystemExit(f"{name} is not installed (Debian/Ubuntu: apt-get install mosquitto redis-server)")
-    return path
-
-
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
-
-
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGCONT)
@@ -115,44 +81,15 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(5.0)
 
 
-@contextmanager
-def servers(workdir: Path) -> Iterator[tuple[int, int]]:
-    """Mosquitto and redis-server on free loopback ports, no persistence; yields (mqtt port, redis port)."""
-    mqtt_port, redis_port = free_port(), free_port()
-    conf = workdir / "mosquitto.conf"
-    conf.write_text(
-        f"listener {mqtt_port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n"
-        "log_type error\n",
-        encoding="utf-8",
-    )
-    log = (workdir / "servers.log").open("wb")
-    procs = [
-        subprocess.Popen([_binary("mosquitto"), "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT),
-        subprocess.Popen(
-            [_binary("redis-server"), "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(workdir)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        ),
-    ]  # fmt: skip
-    try:
-        wait_until(lambda: _accepts(mqtt_port) and _accepts(redis_port), START_TIMEOUT_S, "the servers")
-        yield mqtt_port, redis_port
-    finally:
-        for proc in procs:
-            _stop(proc)
-        log.close()
-
-
 class Daemons:
-    def __init__(self, workdir: Path, mqtt_port: int, redis_port: int) -> None:
+    def __init__(self, workdir: Path, mqtt_port: int, redis_url: str) -> None:
         self.workdir = workdir
         self.procs: list[subprocess.Popen[bytes]] = []
         self.env = {**os.environ}
         for prefix in ("EDGEOFF_SITE_", "EDGEOFF_WORKER_"):
             self.env[f"{prefix}BROKER__PORT"] = str(mqtt_port)
             self.env[f"{prefix}BROKER__HOST"] = "127.0.0.1"
-            self.env[f"{prefix}REDIS__URL"] = f"redis://127.0.0.1:{redis_port}/0"
+            self.env[f"{prefix}REDIS__URL"] = redis_url
             self.env[f"{prefix}LOG_LEVEL"] = "WARNING"
 
     def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
@@ -220,10 +157,10 @@ def summary(samples: list[float]) -> dict[str, Any]:
 
 
 def live_run(
-    workdir: Path, mqtt_port: int, redis_port: int, detector: str, trials: int, kills: int, rng: random.Random
+    workdir: Path, mqtt_port: int, redis_url: str, detector: str, trials: int, kills: int, rng: random.Random
 ) -> dict[str, Any]:
     """One worker with `detector`, one site; `trials` SIGSTOPs and `kills` SIGKILLs."""
-    daemons = Daemons(workdir, mqtt_port, redis_port)
+    daemons = Daemons(workdir, mqtt_port, redis_url)
     feed = PredictionFeed(mqtt_port)
     try:
         daemons.start(f"worker-{detector}", "prediction_worker", "--detector", detector)
@@ -337,11 +274,16 @@ def main() -> None:
     args = parser.parse_args()
     rng = random.Random(SEED)
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="edgeoff-bench-") as tmp, servers(Path(tmp)) as (mqtt, rds):
-        fixed = live_run(Path(tmp), mqtt, rds, "fixed", args.trials, args.kills, rng)
-        print(f"fixed: {json.dumps(fixed)}", flush=True)
-        phi_live = live_run(Path(tmp), mqtt, rds, "phi", args.trials, 0, rng)
-        print(f"phi: {json.dumps(phi_live)}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="edgeoff-bench-") as tmp:
+        children = Children(Path(tmp))
+        try:
+            _, mqtt, redis_url = start_brokers(children, Path(tmp))
+            fixed = live_run(Path(tmp), mqtt, redis_url, "fixed", args.trials, args.kills, rng)
+            print(f"fixed: {json.dumps(fixed)}", flush=True)
+            phi_live = live_run(Path(tmp), mqtt, redis_url, "phi", args.trials, 0, rng)
+            print(f"phi: {json.dumps(phi_live)}", flush=True)
+        finally:
+            children.stop_all()
     jitter = synthetic(args.hours, np.random.default_rng(SEED))
     for row in jitter:
         print(f"jitter: {json.dumps(row)}", flush=True)
