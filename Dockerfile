@@ -33,6 +33,7 @@ COPY edgeoff ./edgeoff
 COPY site_daemon ./site_daemon
 COPY prediction_worker ./prediction_worker
 COPY mobile_agent ./mobile_agent
+COPY launcher ./launcher
 # The same path as the systemd install (/opt/edgeoff/venv), so the two deployments read alike.
 RUN python -m venv /opt/edgeoff/venv \
  && /opt/edgeoff/venv/bin/pip install --no-cache-dir . \

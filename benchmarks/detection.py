@@ -42,12 +42,12 @@ from typing import Any
 import numpy as np
 from local_brokers import start_brokers
 
-from edgeoff.commands.up import Children
 from edgeoff.wire import topics
 from edgeoff.wire.codec import decode_json
 from edgeoff.wire.messages import Prediction
 from edgeoff.wire.mqtt import Connected, Message, MqttClient, MqttEvent
 from edgeoff.wire.settings import BrokerSettings
+from launcher.up import Children
 from prediction_worker.detector import FixedTimeoutDetector, PhiAccrualDetector
 from prediction_worker.store import DOWN_MODEL
 

@@ -43,12 +43,12 @@ import paho.mqtt.client as paho
 from local_brokers import start_brokers
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edgeoff.commands.up import Children
 from edgeoff.wire import topics
 from edgeoff.wire.codec import decode_msgpack, encode_msgpack
 from edgeoff.wire.messages import TaskRequest, TaskResult
 from edgeoff.wire.mqtt import Message, MqttClient, MqttEvent
 from edgeoff.wire.settings import BrokerSettings
+from launcher.up import Children
 
 AGENT = "bench-agent"
 SITE = "ed"

@@ -22,12 +22,12 @@ from typing import Any
 import numpy as np
 from local_brokers import start_brokers
 
-from edgeoff.commands.up import Children
 from edgeoff.wire import topics
 from edgeoff.wire.codec import encode_json
 from edgeoff.wire.messages import Prediction, SiteStatus
 from edgeoff.wire.mqtt import Message, MqttClient, MqttEvent, wait_published
 from edgeoff.wire.settings import BrokerSettings
+from launcher.up import Children
 
 AGENT = "bench-agent"
 SITE = "ed"

@@ -21,7 +21,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from edgeoff.brokers import generate_secrets
+from launcher.brokers import generate_secrets
 from edgeoff.errors import EdgeoffError
 from edgeoff.scenario import load_scenario
 

@@ -36,7 +36,6 @@ import json
 import lzma
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -48,6 +47,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edgeoff.errors import TraceError
+from edgeoff.files import atomic_write
 
 __all__ = [
     "DATASET_NODES",
@@ -482,20 +482,7 @@ def write_node_table(table: Mapping[str, Any], path: str | os.PathLike[str]) -> 
     text = _PAIR_LINES.sub(r"[\1, \2]", json.dumps(table, indent=1)) + "\n"  # one outage per line
     mode = path.stat().st_mode & 0o777 if path.exists() else TABLE_FILE_MODE
     try:
-        with tempfile.NamedTemporaryFile(
-            "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
-        ) as stream:
-            tmp = Path(stream.name)
-            try:
-                stream.write(text)
-                stream.flush()
-                os.chmod(tmp, mode)
-                os.fsync(stream.fileno())
-            except BaseException:
-                stream.close()
-                tmp.unlink(missing_ok=True)
-                raise
-        os.replace(tmp, path)
+        atomic_write(path, text, mode=mode)
     except OSError as exc:
         raise TraceError(f"{path}: cannot write node table: {exc.strerror or exc}") from exc
 

@@ -44,6 +44,7 @@ from pydantic_settings import SettingsConfigDict
 
 from edgeoff.engines import get_engine
 from edgeoff.errors import NoFeasibleSolutionError
+from edgeoff.files import atomic_write
 from edgeoff.ops import (
     EXIT_CONFIG,
     Operations,
@@ -624,9 +625,7 @@ def build_agent(settings: AgentSettings, stop: threading.Event, ops: Operations 
 def write_results(path: Path, record: dict[str, Any]) -> None:
     """Write atomically (a reader never sees half a file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    atomic_write(path, json.dumps(record, indent=2) + "\n")
 
 
 @dataclass

@@ -20,7 +20,6 @@ from edgeoff.backtest import (
     reliability_table,
     training_model,
 )
-from edgeoff.cli import main
 from edgeoff.errors import PredictionError
 from edgeoff.forecasters import (
     EWMForecaster,
@@ -33,6 +32,7 @@ from edgeoff.forecasters import (
     windows_since_failure,
 )
 from edgeoff.traces import NodeTrace, TwoStateModel, load_node_table
+from launcher.cli import main
 
 FloatArray = npt.NDArray[np.float64]
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgeoff.ops.reference import render
+from launcher.reference import render
 
 DOC = Path(__file__).parents[1] / "docs" / "configuration.md"
 
 
 def test_the_configuration_reference_is_up_to_date() -> None:
-    assert DOC.read_text() == render(), "regenerate: python -m edgeoff.ops.reference > docs/configuration.md"
+    assert DOC.read_text() == render(), "regenerate: python -m launcher.reference > docs/configuration.md"
 
 
 def test_every_daemon_setting_is_documented_with_its_environment_variable() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeoff.cli import main
+from launcher.cli import main
 
 SMALL = ["--apps", "40", "--reps", "3", "--datasets", "DS1,DS4", "--workers", "1", "--quiet"]
 

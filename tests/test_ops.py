@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 from pydantic_settings import SettingsConfigDict
 
-from edgeoff import cli
 from edgeoff.commands.status import Observation, RedisView
 from edgeoff.ops import (
     EXIT_CONFIG,
@@ -37,6 +36,7 @@ from edgeoff.wire.codec import encode_json, encode_msgpack
 from edgeoff.wire.messages import Heartbeat, Prediction, SiteStatus
 from edgeoff.wire.mqtt import Counters, Message
 from edgeoff.wire.settings import DaemonSettings
+from launcher import cli
 from prediction_worker import daemon as worker_daemon
 from site_daemon import daemon as site_daemon
 

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from edgeoff import traces
-from edgeoff.cli import main
 from edgeoff.errors import TraceError
 from edgeoff.traces import (
     DATASET_NODES,
@@ -31,6 +30,7 @@ from edgeoff.traces import (
     two_state_model,
     write_node_table,
 )
+from launcher.cli import main
 
 HEADER = ",".join(LANL_HEADER)
 

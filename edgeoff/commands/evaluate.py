@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from edgeoff.evaluation.experiment import (
     run_experiment,
 )
 from edgeoff.evaluation.report import write_plots, write_report, write_results
+from edgeoff.files import staged_folder
 from edgeoff.scenario import load_scenario
 
 
@@ -172,9 +171,7 @@ def _write_all(
     seconds: float,
 ) -> None:
     """Write everything into a temporary folder beside --out, then move the files in: never half-written."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
+    with staged_folder(out) as staging:
         write_results(
             staging / "results.json",
             config,
@@ -183,11 +180,6 @@ def _write_all(
         )
         write_report(staging / "report.md", config, results, errors, selections, seconds)
         write_plots(staging, results)
-        out.mkdir(exist_ok=True)
-        for item in staging.iterdir():
-            os.replace(item, out / item.name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _print_table(results: list[dict[str, Any]], label: str) -> None:

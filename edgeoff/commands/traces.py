@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +21,7 @@ from typing import Any
 
 from edgeoff import backtest, traces
 from edgeoff.errors import TraceError
+from edgeoff.files import staged_folder
 
 BACKTEST_FILES = ("backtest.json", "backtest.md", "backtest.png")
 BACKTEST_DIR_MODE = 0o755  # a new output folder is readable by all (temporary folders start at 0700)
@@ -180,25 +178,12 @@ def _write_backtest(
 ) -> None:
     """Write the three files into a temporary folder next to ``out``, then move them into place."""
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
-    except OSError as exc:
-        raise TraceError(f"{out}: cannot create the output folder: {exc.strerror or exc}") from exc
-    try:
-        (staging / "backtest.json").write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
-        (staging / "backtest.md").write_text(markdown, encoding="utf-8")
-        _plot(results, staging / "backtest.png")
-        if out.is_dir():
-            for name in BACKTEST_FILES:
-                os.replace(staging / name, out / name)
-            staging.rmdir()
-        else:
-            os.chmod(staging, BACKTEST_DIR_MODE)
-            os.replace(staging, out)
+        with staged_folder(out, mode=BACKTEST_DIR_MODE) as staging:
+            (staging / "backtest.json").write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+            (staging / "backtest.md").write_text(markdown, encoding="utf-8")
+            _plot(results, staging / "backtest.png")
     except OSError as exc:
         raise TraceError(f"{out}: cannot write the backtest: {exc.strerror or exc}") from exc
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _plot(results: Sequence[backtest.NodeBacktest], path: Path) -> None:

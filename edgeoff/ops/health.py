@@ -13,10 +13,10 @@ shell script calls. A stale or missing file is unhealthy; a daemon that stops cl
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from edgeoff.files import atomic_write
 
 __all__ = ["HealthCheck", "HealthRecord", "check_health", "read_health", "write_health"]
 
@@ -39,16 +39,7 @@ class HealthCheck:
 
 def write_health(path: Path, record: HealthRecord) -> None:
     """Replace `path` atomically with `record` (readers never see a partial file). Raises OSError."""
-    data = json.dumps(asdict(record), separators=(",", ":")).encode("utf-8")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.chmod(tmp, 0o644)  # readable by a probe running as another user
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, json.dumps(asdict(record), separators=(",", ":")))  # 0644: a probe may be another user
 
 
 def read_health(path: Path) -> HealthRecord:

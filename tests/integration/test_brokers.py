@@ -31,7 +31,8 @@ from paho.mqtt.properties import Properties
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from edgeoff.brokers import (
+from edgeoff.wire import topics
+from launcher.brokers import (
     MOSQUITTO_OVERRIDABLE,
     REDIS_OVERRIDABLE,
     BrokerConfigError,
@@ -42,7 +43,6 @@ from edgeoff.brokers import (
     write_mosquitto_config,
     write_redis_config,
 )
-from edgeoff.wire import topics
 
 from .conftest import START_TIMEOUT_S, STOP_TIMEOUT_S, _accepts, _binary, _terminate, free_port, wait_for
 

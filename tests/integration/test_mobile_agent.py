@@ -249,7 +249,7 @@ def test_agent_serves_metrics_and_a_ready_health_file_while_it_runs(
 
     wait_for(lambda: health(health_file, "--ready", "--max-age", "5").returncode == 0, 10, "a ready agent")
     cli = subprocess.run(
-        [sys.executable, "-m", "edgeoff.cli", "health", str(health_file), "--ready"],
+        [sys.executable, "-m", "launcher.cli", "health", str(health_file), "--ready"],
         capture_output=True,
         text=True,
         timeout=CLI_S,

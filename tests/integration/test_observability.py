@@ -150,7 +150,7 @@ def test_metrics_health_notify_and_status_of_a_running_site_and_worker(
         )
         assert checked
     result = subprocess.run(
-        [sys.executable, "-m", "edgeoff.cli", "health", str(site_health), "--ready"],
+        [sys.executable, "-m", "launcher.cli", "health", str(site_health), "--ready"],
         capture_output=True,
         text=True,
         timeout=CLI_S,
@@ -164,7 +164,7 @@ def test_metrics_health_notify_and_status_of_a_running_site_and_worker(
         [
             sys.executable,
             "-m",
-            "edgeoff.cli",
+            "launcher.cli",
             "status",
             "--json",
             "--seconds",

@@ -68,7 +68,7 @@ def up(tmp_path: Path) -> Iterator[Any]:
             "--redis",
             f"redis://127.0.0.1:{free_port()}/0",
         ]
-        cmd = [sys.executable, "-m", "edgeoff.cli", "up", "--out", str(out), *unreachable, *args]
+        cmd = [sys.executable, "-m", "launcher.cli", "up", "--out", str(out), *unreachable, *args]
         log = (tmp_path / "up.log").open("wb")
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         started.append(proc)

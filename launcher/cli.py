@@ -1,7 +1,8 @@
 """The `edgeoff` umbrella command.
 
-Each subcommand lives in `edgeoff.commands.<name>` and exposes
-`add_parser(subparsers)`, which registers its parser and sets `func(args) -> int`.
+Each subcommand lives in its own module (`edgeoff.commands.<name>` for the commands over the pure core and
+the wire contract, `launcher.<name>` for those that start processes) and exposes `add_parser(subparsers)`,
+which registers its parser and sets `func(args) -> int`.
 Any EdgeoffError becomes a one-line message on stderr and exit code 2.
 """
 
@@ -20,12 +21,13 @@ EXIT_USAGE = 2  # bad input: the same code argparse uses for usage errors
 
 # Subcommands and their one-line help. Only the module of the command being run is imported: the others
 # pull in numpy, scikit-learn or the daemons, and `edgeoff health` must answer a Kubernetes probe quickly.
-COMMANDS: dict[str, str] = {
-    "evaluate": "run the paper's evaluation offline",
-    "traces": "LANL failure traces",
-    "up": "run the live system locally (brokers, sites, prediction worker, agent)",
-    "status": "live table of sites, workers and agents",
-    "health": "check a daemon's health file (probes)",
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "evaluate": ("edgeoff.commands.evaluate", "run the paper's evaluation offline"),
+    "traces": ("edgeoff.commands.traces", "LANL failure traces"),
+    "up": ("launcher.up", "run the live system locally (brokers, sites, prediction worker, agent)"),
+    "status": ("edgeoff.commands.status", "live table of sites, workers and agents"),
+    "health": ("edgeoff.commands.health", "check a daemon's health file (probes)"),
 }
 
 
@@ -34,9 +36,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgeoff", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--version", action="version", version=f"edgeoff {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, help_text in COMMANDS.items():
+    for name, (module, help_text) in COMMANDS.items():
         if command is None or name == command:
-            importlib.import_module(f"edgeoff.commands.{name}").add_parser(subparsers)
+            importlib.import_module(module).add_parser(subparsers)
         else:
             subparsers.add_parser(name, help=help_text)
     return parser

@@ -2,7 +2,7 @@
 
 Every field of each daemon's settings class becomes a row: its environment variable (the class's prefix,
 nested sections joined with `__`), its type, its default and its description, which is the field's
-`description` or else the comment on the line that declares it. `python -m edgeoff.ops.reference` prints it;
+`description` or else the comment on the line that declares it. `python -m launcher.reference` prints it;
 a test keeps docs/configuration.md equal to its output.
 """
 
@@ -92,7 +92,7 @@ def render() -> str:
     lines = [
         "# Configuration reference",
         "",
-        "Generated from the settings models by `python -m edgeoff.ops.reference`; a test keeps this file in",
+        "Generated from the settings models by `python -m launcher.reference`; a test keeps this file in",
         "step. Every setting comes from a command-line flag, an environment variable, or a `KEY=value`",
         "settings file (`--settings-file`, the systemd `EnvironmentFile` format); flags win over the",
         "environment, the environment over the file. Nested sections join with `__`.",

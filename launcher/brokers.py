@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Literal
 
 from edgeoff.errors import EdgeoffError
+from edgeoff.files import atomic_write
 from edgeoff.wire.topics import validate_id
 
 __all__ = [
@@ -180,12 +181,7 @@ def default_brokers_dir() -> Path:
 
 def _write_secret(path: Path, text: str) -> None:
     """Write `text` to `path` with mode 0600 from the start (never readable by others, even briefly)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _SECRET_MODE)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    tmp.replace(path)
+    atomic_write(path, text, mode=_SECRET_MODE)
 
 
 def generate_secrets(

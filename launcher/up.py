@@ -58,7 +58,10 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
-from edgeoff.brokers import (
+from edgeoff.errors import EdgeoffError
+from edgeoff.scenario import Scenario, load_scenario
+from edgeoff.wire.settings import BrokerSettings
+from launcher.brokers import (
     agent_username,
     default_brokers_dir,
     generate_secrets,
@@ -66,9 +69,6 @@ from edgeoff.brokers import (
     write_mosquitto_config,
     write_redis_config,
 )
-from edgeoff.errors import EdgeoffError
-from edgeoff.scenario import Scenario, load_scenario
-from edgeoff.wire.settings import BrokerSettings
 from mobile_agent.meter import Detection, Injection, detection_summary
 from mobile_agent.planner import LIVE_ENGINES
 
@@ -255,7 +255,7 @@ class Brokers:
     """Where the run's daemons connect, and with which accounts.
 
     `secrets` is None for a reused broker (used as it is, without accounts); otherwise it holds
-    `passwords/<username>` of every account of the run (see edgeoff.brokers.generate_secrets).
+    `passwords/<username>` of every account of the run (see launcher.brokers.generate_secrets).
     """
 
     host: str
