@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
-import importlib.util
 import json
 import os
 import re
@@ -381,13 +380,6 @@ def _redact(url: str) -> str:
 # ------------------------------------------------------------------------------------------ the run
 
 
-def _has_prediction_worker() -> bool:
-    try:
-        return importlib.util.find_spec("prediction_worker.__main__") is not None
-    except (ImportError, ValueError):
-        return False
-
-
 def injected_failures(log_text: str) -> list[Injection]:
     """The failures a site daemon logged ("injected failure for X s"), with their wall times."""
     out = []
@@ -553,15 +545,9 @@ def _run(
         site_args = ["--site", site, "--dataset", args.dataset, "--inject-failures"]
         site_args += ["--time-compression", str(args.time_compression), "--seed", str(args.seed * 1000 + i)]
         children.start(f"site-{site}", [python, "-m", "site_daemon", *site_args, *scenario_args], env)
-    if _has_prediction_worker():
-        worker_args = ["--dataset", args.dataset, *scenario_args]
-        env = brokers.env("EDGEOFF_WORKER_", WORKER)
-        children.start("prediction-worker", [python, "-m", "prediction_worker", *worker_args], env)
-    else:
-        console.print(
-            "[yellow]warning:[/] no `python -m prediction_worker` yet: running without predictions "
-            "(sites are excluded on their offline status only)"
-        )
+    worker_args = ["--dataset", args.dataset, *scenario_args]
+    env = brokers.env("EDGEOFF_WORKER_", WORKER)
+    children.start("prediction-worker", [python, "-m", "prediction_worker", *worker_args], env)
     agent_out = out / "agent.json"
     agent_out.unlink(missing_ok=True)
     agent_env = {
@@ -608,7 +594,6 @@ def _run(
         "seed": args.seed,
         "broker": f"{host}:{port}",
         "broker_accounts": brokers.secrets is not None,  # False: a reused broker, used as it is
-        "prediction_worker": _has_prediction_worker(),
     }
     injected = [{"site": i.site, "ts": i.ts, "down_s": i.down_s} for i in injections]
     body = {

@@ -45,8 +45,10 @@ from pydantic_settings import SettingsConfigDict
 from edgeoff.engines import get_engine
 from edgeoff.errors import NoFeasibleSolutionError
 from edgeoff.files import atomic_write
+from edgeoff.ids import Id
 from edgeoff.ops import (
     EXIT_CONFIG,
+    MAX_IDLE_WAIT_S,
     Operations,
     OpsSettings,
     add_ops_arguments,
@@ -75,8 +77,6 @@ __all__ = ["EXIT_CONFIG", "AgentService", "AgentSettings", "MobileAgent", "main"
 
 log = logging.getLogger("edgeoff.agent")
 
-MAX_IDLE_WAIT_S = 0.1  # the loop re-checks the stop flag this often (the signal handler only sets a flag)
-QOS_AT_LEAST_ONCE = 1
 MAX_RECORDED_FALLBACKS = 1000  # the results file keeps the first fallbacks in full, counts all
 # wall seconds from a task request to its result: milliseconds (a cloud site) to minutes (a slow ED)
 ROUND_TRIP_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -87,7 +87,7 @@ class AgentSettings(DaemonSettings, OpsSettings):
 
     model_config = SettingsConfigDict(env_prefix="EDGEOFF_AGENT_")
 
-    agent: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")] = "agent-1"
+    agent: Id = "agent-1"
     engine: str = "mdp-svr"
     scenario: Path | None = None  # None: the paper's scenario
     dataset: str = "DS1"  # recorded in the results (the sites' failure behaviour is theirs)
@@ -189,8 +189,8 @@ class MobileAgent:
             topics.all_sites("profile"),
             f"{topics.PREFIX}/predictions/+",
         ):
-            self.mqtt.subscribe(topic, qos=QOS_AT_LEAST_ONCE)
-        self.mqtt.subscribe(self._results_topic, qos=QOS_AT_LEAST_ONCE)
+            self.mqtt.subscribe(topic, qos=topics.QOS_AT_LEAST_ONCE)
+        self.mqtt.subscribe(self._results_topic, qos=topics.QOS_AT_LEAST_ONCE)
         self.mqtt.start()
         log.info(
             "agent %s: engine %s, waiting for the broker and the sites",
@@ -370,7 +370,7 @@ class MobileAgent:
         self._sent[key] = site
         sent_at = self.clock()
         info = self.mqtt.publish(
-            topics.site_topic(site_id, "tasks"), encode_msgpack(request), qos=QOS_AT_LEAST_ONCE
+            topics.site_topic(site_id, "tasks"), encode_msgpack(request), qos=topics.QOS_AT_LEAST_ONCE
         )
         if info is None:
             self._sent.pop(key, None)
@@ -538,7 +538,10 @@ class MobileAgent:
             "ts": self.wall_clock(),
         }
         payload = json.dumps(body, separators=(",", ":")).encode("utf-8")
-        if self.mqtt.publish(self._policy_topic, payload, qos=QOS_AT_LEAST_ONCE, retain=True) is not None:
+        if (
+            self.mqtt.publish(self._policy_topic, payload, qos=topics.QOS_AT_LEAST_ONCE, retain=True)
+            is not None
+        ):
             self._policy_dirty = False
         if self.on_policy is not None:
             self.on_policy(body)

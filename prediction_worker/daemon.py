@@ -67,8 +67,10 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from edgeoff.ids import Id
 from edgeoff.ops import (
     EXIT_CONFIG,
+    MAX_IDLE_WAIT_S,
     Operations,
     OpsSettings,
     add_ops_arguments,
@@ -80,7 +82,7 @@ from edgeoff.traces import NodeTrace, load_node_table
 from edgeoff.wire import topics
 from edgeoff.wire.codec import decode_json, decode_msgpack, encode_json
 from edgeoff.wire.errors import DecodeError, StoreError, TopicError
-from edgeoff.wire.messages import Heartbeat, Prediction, SiteStatus
+from edgeoff.wire.messages import DOWN_MODEL, Heartbeat, Prediction, SiteStatus
 from edgeoff.wire.mqtt import Connected, Disconnected, Message, MqttClient, MqttEvent
 from edgeoff.wire.settings import DaemonSettings
 from prediction_worker.availability_trace import (
@@ -104,7 +106,7 @@ from prediction_worker.detector import (
     Shard,
     Verdict,
 )
-from prediction_worker.store import DOWN_MODEL, PredictionStore
+from prediction_worker.store import PredictionStore
 
 __all__ = [
     "EXIT_CONFIG",
@@ -117,11 +119,6 @@ __all__ = [
 log = logging.getLogger("edgeoff.worker")
 
 ERROR_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)  # |forecast - window availability|
-MAX_IDLE_WAIT_S = 0.1  # the loop re-checks the stop flag this often (the signal handler only sets a flag)
-QOS_HEARTBEAT = 0  # heartbeats are sent at QoS 0: a lost one is what the detector is for
-QOS_AT_LEAST_ONCE = 1
-
-Id = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
 
 
 class WorkerSettings(DaemonSettings, OpsSettings):
@@ -249,8 +246,8 @@ class PredictionWorker:
 
     def serve(self) -> None:
         """Connect, serve until `stop` is set, then disconnect cleanly."""
-        self.mqtt.subscribe(self.subscription("heartbeat"), qos=QOS_HEARTBEAT)
-        self.mqtt.subscribe(self.subscription("status"), qos=QOS_AT_LEAST_ONCE)
+        self.mqtt.subscribe(self.subscription("heartbeat"), qos=topics.QOS_AT_MOST_ONCE)
+        self.mqtt.subscribe(self.subscription("status"), qos=topics.QOS_AT_LEAST_ONCE)
         self.mqtt.start()
         log.info(
             "worker %s serving: detector %s, shard %s%s",
@@ -459,7 +456,10 @@ class PredictionWorker:
 
     def _publish(self, prediction: Prediction) -> None:
         info = self.mqtt.publish(
-            topics.prediction(prediction.site), encode_json(prediction), qos=QOS_AT_LEAST_ONCE, retain=True
+            topics.prediction(prediction.site),
+            encode_json(prediction),
+            qos=topics.QOS_AT_LEAST_ONCE,
+            retain=True,
         )
         if info is None:
             self.counters.incr("predictions.not_published")  # re-published from Redis on reconnect

@@ -38,8 +38,10 @@ from pydantic_settings import SettingsConfigDict
 
 from edgeoff.cost import CostModel
 from edgeoff.errors import ScenarioError
+from edgeoff.ids import Id
 from edgeoff.ops import (
     EXIT_CONFIG,
+    MAX_IDLE_WAIT_S,
     Operations,
     OpsSettings,
     add_ops_arguments,
@@ -63,7 +65,7 @@ from site_daemon.execution import (
     execution_time_s,
     instant_outcome,
 )
-from site_daemon.failure_injection import DEFAULT_TIME_COMPRESSION, Phase, failure_model_for_site, phases
+from site_daemon.failure_injection import DEFAULT_TIME_COMPRESSION, Period, failure_model_for_site, periods
 
 __all__ = ["EXIT_CONFIG", "SiteDaemon", "SiteSettings", "TaskFinished", "main"]
 
@@ -72,11 +74,7 @@ log = logging.getLogger("edgeoff.site")
 # task execution times range from milliseconds (small MI on a cloud site) to minutes (large MI on an ED)
 TASK_SECONDS_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 KEEPALIVE_GRACE = 1.5  # Mosquitto drops a client after 1.5 x its keepalive without a packet
-MAX_IDLE_WAIT_S = 0.1  # the loop re-checks the stop flag this often (the signal handler only sets a flag);
-# an event wakes it at once (network traffic, or a worker's wake-up), this only bounds idle waits
 MAX_BATCH = 64  # events taken from the inbox per pass; their task requests are claimed in one round trip
-QOS_AT_MOST_ONCE = 0
-QOS_AT_LEAST_ONCE = 1
 
 
 class SiteSettings(DaemonSettings, OpsSettings):
@@ -84,7 +82,7 @@ class SiteSettings(DaemonSettings, OpsSettings):
 
     model_config = SettingsConfigDict(env_prefix="EDGEOFF_SITE_")
 
-    site: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
+    site: Id
     scenario: Path | None = None  # None: the paper's scenario
     dataset: str | None = None  # dataset configuration mapping sites to LANL nodes (failure injection)
     inject_failures: bool = False
@@ -136,7 +134,7 @@ class SiteDaemon:
         compute_s: Callable[[float], float],
         store: TaskStore,
         stop: threading.Event,
-        failures: Iterator[Phase] | None = None,
+        failures: Iterator[Period] | None = None,
         handlers: HandlerRegistry = DEFAULT_HANDLERS,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
@@ -189,8 +187,10 @@ class SiteDaemon:
 
     def serve(self) -> None:
         """Connect, serve until `stop` is set, then shut down cleanly (offline status, disconnect)."""
-        self.mqtt.subscribe(self._tasks_topic, qos=QOS_AT_LEAST_ONCE)
-        self.mqtt.subscribe(self._status_topic, qos=QOS_AT_LEAST_ONCE)  # to repair a stale retained status
+        self.mqtt.subscribe(self._tasks_topic, qos=topics.QOS_AT_LEAST_ONCE)
+        self.mqtt.subscribe(
+            self._status_topic, qos=topics.QOS_AT_LEAST_ONCE
+        )  # to repair a stale retained status
         if self.failures is not None:
             self._next_phase_at = self.clock() + next(self.failures).duration_s  # the chain starts up
         self.mqtt.start()
@@ -292,12 +292,12 @@ class SiteDaemon:
             storage_gb=self.site.storage_gb,
         )
         self.mqtt.publish(
-            self._status_topic, self._status("online", session), qos=QOS_AT_LEAST_ONCE, retain=True
+            self._status_topic, self._status("online", session), qos=topics.QOS_AT_LEAST_ONCE, retain=True
         )
         self.mqtt.publish(
             topics.site_topic(self.site.id, "profile"),
             encode_json(profile),
-            qos=QOS_AT_LEAST_ONCE,
+            qos=topics.QOS_AT_LEAST_ONCE,
             retain=True,
         )
         log.info("site %s: online, session %d", self.site.id, session)
@@ -332,14 +332,14 @@ class SiteDaemon:
             session,
         )
         self.mqtt.publish(
-            self._status_topic, self._status("online", session), qos=QOS_AT_LEAST_ONCE, retain=True
+            self._status_topic, self._status("online", session), qos=topics.QOS_AT_LEAST_ONCE, retain=True
         )
 
     def _publish_heartbeat(self, now: float) -> None:
         assert self._session is not None
         beat = Heartbeat(session=self._session, seq=self._seq, mono_ts=now)
         self.mqtt.publish(
-            topics.site_topic(self.site.id, "heartbeat"), encode_msgpack(beat), qos=QOS_AT_MOST_ONCE
+            topics.site_topic(self.site.id, "heartbeat"), encode_msgpack(beat), qos=topics.QOS_AT_MOST_ONCE
         )
         self.counters.incr("heartbeats_sent")
         self._seq += 1
@@ -487,7 +487,7 @@ class SiteDaemon:
             self._unsent.append((agent, result))
             return
         data = encode_msgpack(result) if payload is None else payload
-        if self.mqtt.publish(topics.results(agent), data, qos=QOS_AT_LEAST_ONCE) is None:
+        if self.mqtt.publish(topics.results(agent), data, qos=topics.QOS_AT_LEAST_ONCE) is None:
             self._unsent.append((agent, result))
 
     # ------------------------------------------------------------------ failure injection
@@ -577,7 +577,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _failures(settings: SiteSettings, scenario: Scenario) -> Iterator[Phase] | None:
+def _failures(settings: SiteSettings, scenario: Scenario) -> Iterator[Period] | None:
     if not settings.inject_failures:
         return None
     if settings.dataset is None:
@@ -594,7 +594,7 @@ def _failures(settings: SiteSettings, scenario: Scenario) -> Iterator[Phase] | N
         model.mean_down_s,
         settings.time_compression,
     )
-    return phases(model, np.random.default_rng(settings.seed))
+    return periods(model, np.random.default_rng(settings.seed))
 
 
 def build_daemon(settings: SiteSettings, stop: threading.Event, ops: Operations | None = None) -> SiteDaemon:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from needs import missing
+
 LANL_FILE = "LA-UR-05-7318-failure-data-1996-2005.csv.xz"
 
 
@@ -14,5 +16,5 @@ def lanl_path() -> Path:
     """The raw LANL failure data in ``<repo>/../shared/data/lanl``; skips the test when it is absent."""
     path = Path(__file__).resolve().parents[2] / "shared" / "data" / "lanl" / LANL_FILE
     if not path.is_file():
-        pytest.skip(f"LANL raw data not found at {path}: tests that need it are skipped")
+        missing(f"LANL raw data not found at {path}: tests that need it are skipped")
     return path

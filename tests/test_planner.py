@@ -9,7 +9,7 @@ from edgeoff.cost import CostModel
 from edgeoff.engines import get_engine
 from edgeoff.errors import EvaluationError, NoFeasibleSolutionError
 from edgeoff.scenario import Scenario, default_scenario
-from edgeoff.wire.messages import Prediction, SiteStatus
+from edgeoff.wire.messages import DOWN_MODEL, Prediction, SiteStatus
 from mobile_agent.meter import (
     Attempt,
     Detection,
@@ -21,7 +21,7 @@ from mobile_agent.meter import (
     response_times_s,
     summarise_run,
 )
-from mobile_agent.planner import DOWN_MODEL, AgentView, Planner, TaskSpec, expected_phases, sample_app_run
+from mobile_agent.planner import AgentView, Planner, TaskSpec, expected_phases, sample_app_run
 
 SITES = ("ed", "ec", "er", "cd")
 MD, ED, EC, ER, CD = range(5)

@@ -17,7 +17,15 @@ Adopting it in a daemon (see site_daemon.daemon):
                                             label=lambda s: {"agent": s.agent})
 """
 
-from edgeoff.ops.daemon import EXIT_CONFIG, ObservedSettings, Operations, RedisProbe, Service, run_daemon
+from edgeoff.ops.daemon import (
+    EXIT_CONFIG,
+    MAX_IDLE_WAIT_S,
+    ObservedSettings,
+    Operations,
+    RedisProbe,
+    Service,
+    run_daemon,
+)
 from edgeoff.ops.health import HealthCheck, HealthRecord, check_health, read_health, write_health
 from edgeoff.ops.logs import JsonFormatter, setup_logging
 from edgeoff.ops.metrics import COUNTER_FAMILIES, CountersCollector, Metrics, exposition
@@ -27,6 +35,7 @@ from edgeoff.ops.systemd import Notifier
 __all__ = [
     "COUNTER_FAMILIES",
     "EXIT_CONFIG",
+    "MAX_IDLE_WAIT_S",
     "CountersCollector",
     "HealthCheck",
     "HealthRecord",

@@ -29,6 +29,8 @@ from edgeoff.wire.mqtt import Connected, Message, MqttClient, MqttEvent, wait_pu
 from edgeoff.wire.settings import BrokerSettings
 from edgeoff.wire.store import TaskStore
 
+from needs import missing
+
 T = TypeVar("T")
 
 START_TIMEOUT_S = 10.0  # a server or daemon that is not up by then is broken, not slow
@@ -67,7 +69,7 @@ def _binary(name: str) -> str:
         (str(p) for p in (Path("/usr/sbin") / name, Path("/usr/local/sbin") / name) if p.is_file()), None
     )
     if path is None:
-        pytest.skip(f"{name} is not installed (Debian/Ubuntu: apt-get install mosquitto redis-server)")
+        missing(f"{name} is not installed (Debian/Ubuntu: apt-get install mosquitto redis-server)")
     return path
 
 

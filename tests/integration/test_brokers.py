@@ -45,6 +45,7 @@ from launcher.brokers import (
 )
 
 from .conftest import START_TIMEOUT_S, STOP_TIMEOUT_S, _accepts, _binary, _terminate, free_port, wait_for
+from needs import missing
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -66,7 +67,7 @@ MAX_PAYLOAD = 5 * 1024 * 1024  # message_size_limit in brokers/mosquitto/mosquit
 def secrets_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Secrets made by the project's scripts: accounts for SITES and AGENTS, and TLS when openssl exists."""
     if shutil.which("mosquitto_passwd") is None:
-        pytest.skip("mosquitto_passwd is not installed (Debian/Ubuntu: apt-get install mosquitto)")
+        missing("mosquitto_passwd is not installed (Debian/Ubuntu: apt-get install mosquitto)")
     out = tmp_path_factory.mktemp("secrets")
     make_passwords = [sys.executable, str(BROKERS / "make-passwords.py"), "--secrets", str(out)]
     make_passwords += ["--sites", ",".join(SITES), "--agents", ",".join(AGENTS)]
@@ -516,7 +517,7 @@ def test_tls_listener_accepts_a_client_that_trusts_the_generated_ca(
 ) -> None:
     ca = secrets_dir / "tls" / "ca.crt"
     if not ca.is_file():
-        pytest.skip("openssl is not installed: brokers/make-tls.sh could not make the certificates")
+        missing("openssl is not installed: brokers/make-tls.sh could not make the certificates")
     broker = make_broker(tmp_path, secrets_dir, tls=True)
     broker.start()
     made: list[Mqtt] = []

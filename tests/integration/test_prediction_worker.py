@@ -16,11 +16,11 @@ import redis
 
 from edgeoff.wire import topics
 from edgeoff.wire.codec import decode_json
-from edgeoff.wire.messages import Prediction
+from edgeoff.wire.messages import DOWN_MODEL, Prediction
 from edgeoff.wire.mqtt import Message
 from prediction_worker.daemon import PredictionWorker, WorkerSettings
 from prediction_worker.detector import FixedTimeoutDetector, Shard
-from prediction_worker.store import DOWN_MODEL, PredictionStore
+from prediction_worker.store import PredictionStore
 
 from .conftest import Observer, Processes, Server, wait_for
 

@@ -22,7 +22,7 @@ from edgeoff.wire.messages import Heartbeat, SiteProfile, SiteStatus, TaskReques
 from edgeoff.wire.store import Claim, TaskStore
 from site_daemon.daemon import SiteDaemon, SiteSettings
 from site_daemon.execution import decode_scan_output, encode_scan_request
-from site_daemon.failure_injection import Phase
+from site_daemon.failure_injection import Period
 
 if TYPE_CHECKING:
     from .conftest import Observer, Processes, Server
@@ -321,7 +321,7 @@ def test_a_hung_site_goes_silent_and_the_broker_gives_up_on_it_after_the_keepali
         failure_mode="hang",
     )
     scenario = default_scenario()
-    script = iter([Phase("up", 1.0), Phase("down", 4.0), Phase("up", 3600.0)])
+    script = iter([Period("up", 1.0), Period("down", 4.0), Period("up", 3600.0)])
     stop = threading.Event()
     obs = observer(topics.site_topic("ec", "status"), topics.site_topic("ec", "heartbeat"))
     daemon = SiteDaemon(
