@@ -25,6 +25,7 @@ import select
 import socket
 import threading
 import time
+from typing import TYPE_CHECKING
 
 import paho.mqtt.client as paho
 
@@ -60,8 +61,9 @@ class InlineLoop:
     _wake_r: socket.socket | None
     _wake_w: socket.socket | None
 
-    def _open(self) -> bool:
-        raise NotImplementedError  # MqttClient's: will, TCP connect and CONNECT sent
+    if TYPE_CHECKING:  # provided by another part of the class; declared for the type checker
+
+        def _open(self) -> bool: ...  # MqttClient's: will, TCP connect and CONNECT sent
 
     def poll(self, timeout: float) -> None:
         """Inline mode: connect when due, wait up to `timeout` s for network traffic or `wake`, handle it.
