@@ -7,9 +7,10 @@ One thread (the caller of :meth:`SiteDaemon.serve`) owns all state and drives th
 reconnects with backoff; no network thread, so no thread hand-off per message). paho's callbacks and the
 task worker threads only put events on its inbox (a worker also wakes `poll`). Heartbeats have a thread
 of their own (site_daemon.heartbeats), so a stalled Redis never silences them. The loop claims and
-dispatches tasks (site_daemon.tasks), publishes results, and, with failure injection, crashes and recovers the site on the Markov chain's
-schedule. Every connection gets a new session number from Redis (INCR), carried by its online status and
-by its Last Will, so a late will of an old session cannot be mistaken for the current one.
+dispatches tasks (site_daemon.tasks), publishes results, and, with failure injection, crashes and
+recovers the site on the Markov chain's schedule. Every connection gets a new session number from Redis
+(INCR), carried by its online status and by its Last Will, so a late will of an old session cannot be
+mistaken for the current one.
 
 The task path is built for throughput: the loop takes every event waiting in the inbox (up to MAX_BATCH),
 claims the task requests among them in one Redis round trip, and runs a task whose outcome needs no time
