@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any
 from edgeoff.errors import NoFeasibleSolutionError
 from edgeoff.scenario import Scenario
 from edgeoff.wire.mqtt import Counters, MqttClient
+from mobile_agent.avoidance import AvoidingView
 from mobile_agent.meter import Attempt, Phase, TaskMeasurement
-from mobile_agent.planner import AgentView, Planner, TaskPlan, TaskSpec
+from mobile_agent.planner import Planner, TaskPlan, TaskSpec
 from mobile_agent.record import MAX_RECORDED_FALLBACKS, RunRecord
 from mobile_agent.remote import Failure
 from mobile_agent.settings import AgentSettings
@@ -27,7 +28,7 @@ class TaskExecution:
     settings: AgentSettings
     scenario: Scenario
     planner: Planner
-    view: AgentView
+    view: AvoidingView
     site_ids: tuple[str, ...]
     mobile: int
     mqtt: MqttClient
@@ -85,6 +86,8 @@ class TaskExecution:
                     reason=None if failure is None else failure.detail,
                 )
             )
+            if failure is not None:
+                self.record.remote_failures += 1
             if failure is None:
                 return TaskMeasurement(
                     run, spec.level, spec.offloadable, True, action, tuple(phases), tuple(attempts)
