@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (start_agent is a fixture imported from test_mobile_agent)
 """The agent under faults: results read back from Redis, busy and store-unavailable answers, fencing, and
 avoiding a site that missed a deadline (issue 10). The sites here are scripted by the test."""
 
@@ -101,7 +102,7 @@ def scripted(mosquitto: Server, redis_server: Server) -> Iterator[Callable[[Mode
 AgentStarter = Callable[..., tuple["subprocess.Popen[bytes]", Path]]
 
 
-def _run(start_agent: AgentStarter, processes: Processes, *args: str) -> dict[str, Any]:  # noqa: F811
+def _run(start_agent: AgentStarter, processes: Processes, *args: str) -> dict[str, Any]:
     proc, out = start_agent("--apps", "2", "--engine", "mdp-reactive", *args)
     return finished(proc, out, processes, 80)
 
@@ -139,7 +140,7 @@ def test_busy_and_store_unavailable_answers_are_fallback_reasons_and_the_task_st
 
 def test_a_site_that_missed_a_deadline_is_avoided_and_its_attempt_fenced(
     scripted: Callable[[Mode], ScriptedSites],
-    start_agent: AgentStarter,  # noqa: F811
+    start_agent: AgentStarter,
     processes: Processes,
     redis_server: Server,
 ) -> None:
