@@ -49,6 +49,8 @@ class TaskExecution:
 
         def _publish_policy(self, *, progress_only: bool = False) -> None: ...  # PolicyPublishing's
 
+        def _check_store(self) -> None: ...  # RemoteAttempts'
+
         def _run_remotely(
             self, task_id: str, attempt: int, spec: TaskSpec, state: int, site: int, phases: list[Phase]
         ) -> Failure | None: ...  # RemoteAttempts'
@@ -62,6 +64,7 @@ class TaskExecution:
         task_id = self._task_id()
         phases: list[Phase] = []
         attempts: list[Attempt] = []
+        self._check_store()  # the back-off after "store unavailable" may have passed: sites usable again
         self._sample_decision()
         try:
             plan = self.planner.plan(spec, state, self.view)
