@@ -126,6 +126,7 @@ class MobileAgent(TaskExecution, RemoteAttempts, EventPump, PolicyPublishing):
         self._task_seq = 0
         self._sent: dict[tuple[str, int], int] = {}  # attempts awaited -> the site they were sent to
         self._results: dict[tuple[str, int], TaskResult] = {}
+        self._accepted_tasks: dict[str, None] = {}
         self._policy_version = 0
         self._policy_dirty = True
         self._policy_body: dict[str, Any] | None = None

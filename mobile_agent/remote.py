@@ -29,6 +29,8 @@ __all__ = ["Failure", "RemoteAttempts"]
 
 log = logging.getLogger("edgeoff.agent")
 
+ACCEPTED_MEMORY = 10_000  # task ids remembered to count a second accepted result (bounded memory)
+
 
 @dataclass(frozen=True)
 class Failure:
@@ -55,6 +57,7 @@ class RemoteAttempts:
     store: TaskStore | None
     _store_down_since: float | None
     _sent: dict[tuple[str, int], int]
+    _accepted_tasks: dict[str, None]  # the task ids whose result was accepted lately, oldest first
     _results: dict[tuple[str, int], TaskResult]
     _round_trip: Any
 
@@ -195,3 +198,8 @@ class RemoteAttempts:
             log.warning("agent: result of %s attempt %d from unexpected site %s", *key, result.site)
             return
         self._results[key] = result
+        if result.task_id in self._accepted_tasks:  # structurally impossible; measured by benchmarks/chaos
+            self.counters.incr("results_accepted_twice")
+        self._accepted_tasks[result.task_id] = None
+        if len(self._accepted_tasks) > ACCEPTED_MEMORY:
+            self._accepted_tasks.pop(next(iter(self._accepted_tasks)))

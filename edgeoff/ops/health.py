@@ -29,6 +29,7 @@ class HealthRecord:
     ready: bool
     broker: bool
     redis: bool | None  # None: the daemon does not use Redis
+    publishes_denied: int = 0  # publishes the broker refused (PUBACK reason code >= 0x80, e.g. an ACL)
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ def read_health(path: Path) -> HealthRecord:
         ready=bool(raw["ready"]),
         broker=bool(raw["broker"]),
         redis=None if raw.get("redis") is None else bool(raw["redis"]),
+        publishes_denied=int(raw.get("publishes_denied", 0)),
     )
 
 
@@ -69,6 +71,8 @@ def check_health(path: Path, *, max_age_s: float, need_ready: bool, now: float) 
     parts = [f"broker {'up' if record.broker else 'down'}"]
     if record.redis is not None:
         parts.append(f"redis {'up' if record.redis else 'down'}")
+    if record.publishes_denied:
+        parts.append(f"{record.publishes_denied} publishes denied by the broker")
     detail = ", ".join(parts)
     if need_ready and not record.ready:
         return HealthCheck(False, f"not ready: {record.name} ({detail}, {age:.1f} s ago)")
