@@ -41,6 +41,7 @@ from edgeoff.wire.mqtt import Inbox, Message, MqttClient, MqttEvent
 from edgeoff.wire.settings import BrokerSettings
 
 HEARTBEAT_S = 0.15
+STALL_REPORT_S = 0.5  # an emulator tick this late is reported: the sender was starved, not the detector
 DETECTION_S = 1.5
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -89,6 +90,9 @@ def emulate(
     tick = 0
     while (now := time.monotonic()) < start + duration_s:
         base = start + tick * HEARTBEAT_S
+        lag = now - base - HEARTBEAT_S
+        if lag > STALL_REPORT_S:  # this emulator itself was starved: its sites really fell silent
+            print(json.dumps({"stall": time.time(), "lag": lag}), flush=True)
         for site in sites:
             due = base + offsets[site]
             delay = due - time.monotonic()
@@ -199,16 +203,16 @@ def run(n: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             stdout=subprocess.PIPE,
         )
         for k, chunk in enumerate(per)
-        if chunk
     ]
     time.sleep(5.0)  # the calm start of the emulators
     cpu0, t0 = sum(cpu_s(w.pid) for w in workers), time.monotonic()
     hangs: list[tuple[float, str]] = []
-    for emulator in emulators:
+    sender_stalls: list[tuple[float, float, set[str]]] = []  # (wall, lag, the sites of that emulator)
+    for emulator, chunk in zip(emulators, per, strict=True):
         out, _ = emulator.communicate(timeout=args.duration_s + 60)
-        hangs += [
-            (json.loads(line)["ts"], json.loads(line)["site"]) for line in out.decode().splitlines() if line
-        ]
+        events = [json.loads(line) for line in out.decode().splitlines() if line]
+        hangs += [(e["ts"], e["site"]) for e in events if "site" in e]
+        sender_stalls += [(e["stall"], e["lag"], set(chunk)) for e in events if "stall" in e]
     cpu1, t1 = sum(cpu_s(w.pid) for w in workers), time.monotonic()
     end_wall = time.time()  # the emulators stopped beating: every site goes silent after this
     time.sleep(DETECTION_S + 0.5)
@@ -233,7 +237,11 @@ def run(n: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     def hung(t: float, s: str) -> bool:
         return any(site == s and ts - 0.2 <= t <= ts + args.hang_s + 1.0 for ts, site in hangs)
 
-    false = sum(1 for t, s in downs if t <= end_wall and not hung(t, s))
+    def starved(t: float, s: str) -> bool:
+        return any(s in ss and at - lag - 0.2 <= t <= at + DETECTION_S + 0.5 for at, lag, ss in sender_stalls)
+
+    silent = [(t, s) for t, s in downs if t <= end_wall and not hung(t, s)]
+    false = sum(1 for t, s in silent if not starved(t, s))
     measured_s = t1 - t0
     latencies.sort()
 
@@ -251,6 +259,8 @@ def run(n: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "detection_p99_s": q(0.99),
         "false_suspicions": false,
         "false_per_hour": round(false / max(measured_s, 1e-9) * 3600, 1),
+        "downs_of_starved_senders": len(silent) - false,
+        "sender_stalls": len(sender_stalls),
         "worker_cpu_pct": round((cpu1 - cpu0) / max(measured_s, 1e-9) * 100, 1),
         "measured_s": round(measured_s, 1),
     }

@@ -80,7 +80,7 @@ from edgeoff.wire.errors import DecodeError, StoreError, TopicError
 from edgeoff.wire.messages import Heartbeat, SiteStatus
 from edgeoff.wire.mqtt import Connected, Disconnected, Inbox, Message, MqttClient, MqttEvent
 from prediction_worker.detector import Detector, FixedTimeoutDetector, PhiAccrualDetector
-from prediction_worker.heartbeats import HeartbeatBoard
+from prediction_worker.heartbeats import HeartbeatBoard, HeartbeatIntake
 from prediction_worker.predictions import PredictionPublishing, Seed, _SiteView
 from prediction_worker.settings import WorkerSettings
 from prediction_worker.store import PredictionStore
@@ -114,7 +114,7 @@ def build_detector(settings: WorkerSettings, heartbeat_s: float, missed: int) ->
     return FixedTimeoutDetector(heartbeat_s, missed)
 
 
-class PredictionWorker(PredictionPublishing):
+class PredictionWorker(HeartbeatIntake, PredictionPublishing):
     """Serves the sites of one shard until `stop` is set."""
 
     def __init__(
@@ -143,6 +143,7 @@ class PredictionWorker(PredictionPublishing):
         self.inbox: Inbox[MqttEvent] = Inbox()
         self._board = HeartbeatBoard()  # heartbeats skip the inbox, stamped on arrival
         self._beats_counted = 0
+        self._owned_site: dict[str, str] = {}  # heartbeat topic -> its site, for valid owned sites
         self.mqtt = MqttClient(
             settings=settings.broker,
             client_id=f"edgeoff-worker-{settings.worker_id}",
@@ -251,14 +252,6 @@ class PredictionWorker(PredictionPublishing):
                     self._held_offline.clear()
 
     # ------------------------------------------------------------------ heartbeats
-
-    def _take_beats(self) -> None:
-        """Every heartbeat on the board, in arrival order, into the detector."""
-        taken = self._board.taken
-        self.counters.incr("in", taken - self._beats_counted)
-        self._beats_counted = taken
-        for topic, payload, at in self._board.drain():
-            self._on_message(Message(topic=topic, payload=payload, qos=0, retain=False, received_at=at))
 
     def _hold_verdicts(self, now: float, why: str) -> None:
         """Judge nobody until the sites had time to come back (they reconnect too), then start afresh."""
