@@ -174,8 +174,11 @@ def test_a_prediction_change_changes_the_policy(scenario: Scenario) -> None:
     assert int(after.policy[MD]) != best
     assert after.availability[best] == 0.05
     body = after.to_json(scenario.site_ids)
-    assert body["availability"]["md"] == 1.0  # type: ignore[index]
-    assert set(body["policy"]) == set(scenario.site_ids)  # type: ignore[arg-type]
+    availability, policy = body["availability"], body["policy"]
+    assert isinstance(availability, dict)
+    assert isinstance(policy, dict)
+    assert availability["md"] == 1.0
+    assert set(policy) == set(scenario.site_ids)
 
 
 def test_mdp_reactive_ignores_predictions(scenario: Scenario) -> None:

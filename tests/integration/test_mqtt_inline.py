@@ -73,7 +73,7 @@ class RaisingOnce:
 
 
 def _settings(broker: Server, **overrides: float) -> BrokerSettings:
-    return BrokerSettings(host=broker.host, port=broker.port, **overrides)  # type: ignore[arg-type]
+    return BrokerSettings(host=broker.host, port=broker.port, **overrides)
 
 
 @pytest.fixture

@@ -63,8 +63,8 @@ def result_of(obs: Observer, task_id: str) -> TaskResult | None:
 
 
 def online(obs: Observer, site: str, session: int | None = None) -> SiteStatus | None:
-    latest = statuses(obs, site)[-1:] or [None]
-    status = latest[0]
+    seen = statuses(obs, site)
+    status = seen[-1] if seen else None
     if status is None or status.state != "online" or (session is not None and status.session != session):
         return None
     return status
