@@ -156,10 +156,11 @@ def test_subscribe_receive_and_publish(
 
 
 def test_publish_from_another_thread_and_wake(
-    inline: Callable[..., Inline], observer: Callable[..., Observer]
+    mosquitto: Server, inline: Callable[..., Inline], observer: Callable[..., Observer]
 ) -> None:
     watch = observer("inline/worker")
-    node = inline()
+    # a keepalive far longer than the long poll below: no PINGREQ is due and the broker stays silent
+    node = inline(settings=_settings(mosquitto, keepalive_s=120))
     node.client.start()
     node.connect()
 
@@ -178,12 +179,15 @@ def test_publish_from_another_thread_and_wake(
     node.pump(lambda: len(watch.on("inline/worker")) == 200, "200 messages from the worker")
     node.pump(lambda: node.client.counters.get("out_acked") == 200, "200 PUBACKs")
 
-    # wake() cuts a long poll short
+    # wake() cuts a long poll short: without it, poll() would return after its full timeout (nothing else
+    # arrives: every PUBACK is in, nobody publishes to it, no keepalive is due), so any return before it is
+    # the wake-up, however loaded the machine
+    long_poll_s = 30.0
     waker = threading.Timer(0.1, node.client.wake)
     waker.start()
     start = time.monotonic()
-    node.client.poll(5.0)
-    assert time.monotonic() - start < 2.0
+    node.client.poll(long_poll_s)
+    assert time.monotonic() - start < long_poll_s
     waker.join()
 
 
