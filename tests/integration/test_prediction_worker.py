@@ -316,7 +316,7 @@ def test_broker_restarts_cause_no_false_suspicion(
         wait_for(lambda n=n: counters(rdb, "w0").get("resyncs.reconnected", 0) >= n, 15.0, "a resync")  # type: ignore[misc]
         beats = counters(rdb, "w0").get("in_heartbeats", 0)
         # judging again after the grace, with both sites' heartbeats flowing
-        more = lambda b=beats: counters(rdb, "w0").get("in_heartbeats", 0) > b + 40  # type: ignore[misc]  # noqa: E731
+        more = lambda b=beats: counters(rdb, "w0").get("in_heartbeats", 0) > b + 40  # noqa: E731
         wait_for(more, 15.0, "heartbeats again")
     assert _downs(rdb, "ed") == 0
     assert _downs(rdb, "ec") == 0

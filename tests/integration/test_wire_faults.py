@@ -22,17 +22,19 @@ from .conftest import START_TIMEOUT_S, Observer, Server, _accepts, _binary, _ter
 pytestmark = pytest.mark.timeout(120)
 
 
-def _client(server: Server, client_id: str, inbox: queue.Queue[MqttEvent], **kwargs: object) -> MqttClient:
+def _client(
+    server: Server, client_id: str, inbox: queue.Queue[MqttEvent], *, session_expiry_s: int = 0
+) -> MqttClient:
     return MqttClient(
         settings=BrokerSettings(host=server.host, port=server.port),
         client_id=client_id,
         inbox=inbox,
-        **kwargs,  # type: ignore[arg-type]
+        session_expiry_s=session_expiry_s,
     )
 
 
 def _messages(inbox: queue.Queue[MqttEvent]) -> list[Message]:
-    out = []
+    out: list[Message] = []
     while True:
         try:
             event = inbox.get_nowait()
@@ -136,7 +138,7 @@ def test_the_inbox_is_bounded_in_bytes_and_arrivals_are_stamped() -> None:
     settings = BrokerSettings(inbox_bytes=4096, inbox_size=1000)
     client = MqttClient(settings=settings, client_id="bounded", inbox=inbox)
     for _ in range(10):
-        client._on_message(None, None, _PahoMessage("t/x", b"x" * 1000))  # type: ignore[arg-type]
+        client._on_message(None, None, _PahoMessage("t/x", b"x" * 1000))
     assert inbox.qsize() == 4
     assert inbox.nbytes == 4000
     assert client.counters.get("in_dropped.inbox_full") == 6
@@ -157,8 +159,8 @@ def test_a_fast_path_takes_messages_before_the_inbox() -> None:
         return False
 
     client = MqttClient(settings=BrokerSettings(), client_id="fast", inbox=inbox, fast_path=fast)
-    client._on_message(None, None, _PahoMessage("s/ed/heartbeat", b"1"))  # type: ignore[arg-type]
-    client._on_message(None, None, _PahoMessage("s/ed/status", b"1"))  # type: ignore[arg-type]
+    client._on_message(None, None, _PahoMessage("s/ed/heartbeat", b"1"))
+    client._on_message(None, None, _PahoMessage("s/ed/status", b"1"))
     assert [t for t, _ in seen] == ["s/ed/heartbeat"]
     assert inbox.qsize() == 1
 
