@@ -199,7 +199,7 @@ def test_every_task_key_expires_after_the_retention(redis_server: Server) -> Non
     store.claim_task("r2", 0, "ed", 5_000)
     store.cancel("r3", 0)
     keys = client.keys("edgeoff:v1:task:*")
-    assert len(keys) >= 5
+    assert len(keys) >= 4  # r1 claim and result, r2 claim, r3 fence
     for key in keys:
         ttl = client.pttl(key)
         assert 0 < ttl <= 120_000, (key, ttl)
