@@ -47,7 +47,7 @@ from edgeoff.scenario import Scenario, Site, load_scenario
 from edgeoff.traces import load_node_table
 from edgeoff.wire import topics
 from edgeoff.wire.messages import TaskResult
-from edgeoff.wire.mqtt import Connected, Disconnected, Message, MqttClient
+from edgeoff.wire.mqtt import Connected, Disconnected, Inbox, Message, MqttClient
 from edgeoff.wire.store import TaskStore
 from site_daemon.execution import DEFAULT_HANDLERS, HandlerRegistry, execution_time_s
 from site_daemon.failure_injection import Period, failure_model_for_site, periods
@@ -94,7 +94,7 @@ class SiteDaemon(TaskClaims, StatusKeeping, InjectedFailures):
         self.handlers = handlers
         self.clock = clock
         self.wall_clock = wall_clock
-        self.inbox: queue.Queue[SiteEvent] = queue.Queue()
+        self.inbox: Inbox[SiteEvent] = Inbox()  # bounded in messages and in payload bytes
         self.mqtt = MqttClient(
             settings=settings.broker,
             client_id=f"edgeoff-site-{site.id}",
