@@ -353,6 +353,11 @@ def analyse(faults: list[Fault], seen: Observed, record: dict[str, Any], detect_
             if given_up is not None and t - result.exec_s > given_up + 0.05:
                 stale += 1
         false = 0
+        detected = sum(  # downs of the site the fault touched: the detector is not idle
+            1
+            for t, site in seen.downs
+            if any(f.target == site and f.start <= t <= f.healed + detect_s + 1.0 for f in mine)
+        )
         for t, site in seen.downs:
             if not during(t):
                 continue
@@ -379,6 +384,7 @@ def analyse(faults: list[Fault], seen: Observed, record: dict[str, Any], detect_
             "tasks_issued": issued,
             "stale_executions": stale,
             "false_suspicions": false,
+            "true_detections": detected,
             "recovery_p50_s": pct(recovery, 0.5),
             "recovery_p99_s": pct(recovery, 0.99),
         }

@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import itertools
 import logging
 import math
 import queue
@@ -143,7 +144,8 @@ class PredictionWorker(HeartbeatIntake, PredictionPublishing):
         self.inbox: Inbox[MqttEvent] = Inbox()
         self._board = HeartbeatBoard()  # heartbeats skip the inbox, stamped on arrival
         self._beats_counted = 0
-        self._owned_site: dict[str, str] = {}  # heartbeat topic -> its site, for valid owned sites
+        self._owned_site: dict[str, str] = {}
+        self._arrivals: list[float] = []  # heartbeat topic -> its site, for valid owned sites
         self.mqtt = MqttClient(
             settings=settings.broker,
             client_id=f"edgeoff-worker-{settings.worker_id}",
@@ -317,7 +319,12 @@ class PredictionWorker(HeartbeatIntake, PredictionPublishing):
         first), closed windows, retries of unstored changes."""
         last, self._last_poll = self._last_poll, now
         if last is not None and now - last > self._stall_s and self._judge_from is None:
-            self._hold_verdicts(now, "stalled")
+            # the loop was late; if heartbeats kept arriving meanwhile (the network thread stamped them),
+            # the stamps are true and the verdicts sound; if every arrival stopped too, we were stopped
+            points = [last, *self._arrivals, now]
+            silence = max(b - a for a, b in itertools.pairwise(points))  # of every site at once
+            if silence > self._stall_s:
+                self._hold_verdicts(now, "stalled")
         if self._judge_from is not None and now >= self._judge_from:
             self._judge_from = None
             self.detector.resync(now)

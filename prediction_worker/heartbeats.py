@@ -62,6 +62,7 @@ class HeartbeatIntake:
     _board: HeartbeatBoard
     _beats_counted: int
     _owned_site: dict[str, str]
+    _arrivals: list[float]  # the arrivals of the heartbeats of the last drain, oldest first
 
     if TYPE_CHECKING:
 
@@ -78,7 +79,10 @@ class HeartbeatIntake:
         self._beats_counted = taken
         limit = self.settings.max_message_bytes
         counted = 0
-        for topic, payload, at in self._board.drain():
+        beats = self._board.drain()
+        # when the network thread stamped them: the loop checks that it kept running (see poll)
+        self._arrivals = [at for _, _, at in beats]
+        for topic, payload, at in beats:
             site = self._owned_site.get(topic)
             if site is None:  # first beat on this topic (or a bad one): the checked path, then remembered
                 self._on_message(Message(topic=topic, payload=payload, qos=0, retain=False, received_at=at))
