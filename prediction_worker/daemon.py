@@ -10,20 +10,7 @@ prediction changes writes the value of record to Redis and publishes its retaine
 Subscriptions: `edgeoff/v1/sites/+/heartbeat` (msgpack Heartbeat, QoS 0) and `edgeoff/v1/sites/+/status`
 (JSON SiteStatus, QoS 1).
 
-Message contract of `edgeoff/v1/predictions/{site}` (retained JSON :class:`~edgeoff.wire.messages.Prediction`,
-QoS 1), the fields of the model fixed by the wire contract:
-
-* while the detector holds the site up: `availability` is the forecast of the next window, `model` the
-  forecaster that made it (`svr`, `svr-features`, `ewm`, `last-value`, `training-mean`, `mttf`,
-  `steady-state:{node}` or `prior`, see :mod:`prediction_worker.availability_trace`);
-* while the site is suspected or offline: `availability` 0.0 and `model` `detector:down` (:data:`DOWN_MODEL`).
-  This is how the agent learns of a failure within the detection time; the forecast is published again
-  when the site is back up;
-* `version` grows by one with every published change of a site (HINCRBY in Redis, so it never goes
-  backwards, across reconnects and worker restarts alike); `ts` is the wall clock of the change.
-
-A prediction is published when the up/down verdict changes, or when the forecast moves by more than
-`epsilon`.
+The message contract of `predictions/{site}`: :mod:`prediction_worker.predictions`.
 
 Redis (prefix `edgeoff:v1:`), the state of record:
 
@@ -40,9 +27,10 @@ this process restores its live windows from Redis.
 
 Sharing the sites between several workers, two ways:
 
-* `--shard i/n` (recommended): every worker subscribes to all sites and handles only those whose stable
-  hash (BLAKE2b of the id) mod n is i (:class:`~prediction_worker.detector.Shard`); the others are counted
-  as `in_ignored.not_owned`. Every site has exactly one owner, so no two workers publish for one site.
+* `--shard i/n` (recommended): a worker handles the sites whose stable hash (BLAKE2b of the id) mod n is
+  i (:class:`~prediction_worker.detector.Shard`) and subscribes to those sites' topics only (the
+  scenario's sites and `--sites-file`); a site it does not know of is counted as `in_ignored.not_owned`.
+  Every site has exactly one owner, so no two workers publish for one site.
 * `--shared`: subscribe through `$share/{group}/...`. The broker then divides *messages*, not sites:
   Mosquitto delivers each message to one member of the group in turn, so with n workers each one sees
   every n-th heartbeat of every site (an effective interval n times longer: the phi detector adapts, the
