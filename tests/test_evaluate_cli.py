@@ -112,3 +112,64 @@ def test_sensitivity_to_trace_time_and_detection_time(tmp_path: Path) -> None:
     if slow["failures_per_1000_apps"] > 0:
         assert fast["rt_s"]["mean"] < slow["rt_s"]["mean"]
     assert "Sensitivity" in (out / "report.md").read_text()
+
+
+def _no_long_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the simulation fail the test if it starts: bad input must be refused before it."""
+
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the long work started before the bad input was refused")
+
+    for name in ("load_traces", "fit_forecasts", "run_experiment"):
+        monkeypatch.setattr(f"edgeoff.commands.evaluate.{name}", forbidden)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--seed", "-1"], "argument --seed: must be at least 0: '-1'"),
+        (["--detection-s", "nan"], "argument --detection-s: seconds must be positive and finite: 'nan'"),
+        (["--detection-s", "1.5,inf"], "must be positive and finite: '1.5,inf'"),
+        (["--trace-hours", "nan"], "argument --trace-hours: hours must be positive and finite"),
+        (["--datasets", ","], "argument --datasets: no name in ','"),
+        (["--engines", " , "], "argument --engines: no name in ' , '"),
+    ],
+)
+def test_bad_arguments_are_refused_up_front(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    message: str,
+) -> None:
+    _no_long_work(monkeypatch)
+    with pytest.raises(SystemExit) as exc:
+        main(["evaluate", "--out", str(tmp_path / "results"), "--quiet", *args])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1
+    assert err.startswith("edgeoff evaluate: error: ")
+    assert message in err
+    assert "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("case", ["existing file", "under a file", "unwritable folder"])
+def test_bad_out_is_refused_before_the_simulation(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    _no_long_work(monkeypatch)
+    blocker = tmp_path / "file"
+    blocker.write_text("keep me\n")
+    out, message = {
+        "existing file": (blocker, f"{blocker}: exists and is not a folder"),
+        "under a file": (blocker / "results", f"{blocker} is a file, not a folder"),
+        # nothing can be created in /proc, not even by root (a chmod would not stop root)
+        "unwritable folder": (Path("/proc/self/results"), "cannot write in /proc/self"),
+    }[case]
+    assert main(["evaluate", "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1
+    assert message in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+    assert blocker.read_text() == "keep me\n"

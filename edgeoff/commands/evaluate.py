@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import time
 from pathlib import Path
@@ -20,35 +21,49 @@ from edgeoff.evaluation.experiment import (
     run_experiment,
 )
 from edgeoff.evaluation.report import write_plots, write_report, write_results
-from edgeoff.files import staged_folder
+from edgeoff.files import check_output, staged_folder
 from edgeoff.scenario import load_scenario
 
 
-def _names(text: str) -> tuple[str, ...]:
+def _split(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _names(text: str) -> tuple[str, ...]:
+    names = _split(text)
+    if not names:
+        raise argparse.ArgumentTypeError(f"no name in {text!r}")
+    return names
 
 
 def _seconds_list(what: str) -> Any:
     def parse(text: str) -> tuple[float, ...]:
         try:
-            values = tuple(float(part) for part in _names(text))
+            values = tuple(float(part) for part in _split(text))
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a list of {what}: {text!r}") from None
-        if not values or any(v <= 0 for v in values):
-            raise argparse.ArgumentTypeError(f"{what} must be positive: {text!r}")
+        if not values or not all(math.isfinite(v) and v > 0 for v in values):
+            raise argparse.ArgumentTypeError(f"{what} must be positive and finite: {text!r}")
         return values
 
     return parse
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
-    return value
+def _whole(minimum: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}: {text!r}")
+        return value
+
+    return parse
+
+
+_positive = _whole(1)
+_seed = _whole(0)  # numpy's seed sequences take no negative entropy
 
 
 def add_parser(subparsers: Any) -> None:
@@ -67,7 +82,7 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--apps", type=_positive, default=1000, help="application runs per repetition")
     parser.add_argument("--reps", type=_positive, default=100, help="repetitions")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=_seed, default=0, help="seed of the workload and failures (>= 0)")
     parser.add_argument("--scenario", type=Path, help="scenario TOML file (default: the paper's)")
     parser.add_argument(
         "--lanl", type=Path, help="raw LANL CSV (.csv or .csv.xz); default: the packaged table"
@@ -92,6 +107,7 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
+    check_output(args.out, folder=True)  # before the long work: a bad --out must not cost a whole run
     scenario = load_scenario(args.scenario)
     datasets = args.datasets or tuple(scenario.datasets)
     for name in datasets:
