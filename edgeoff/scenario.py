@@ -8,6 +8,7 @@ model into the numpy arrays that the cost model, the engines and the simulator u
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from importlib import resources
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from edgeoff.errors import ScenarioError
 from edgeoff.ids import Id
@@ -196,6 +197,7 @@ class Scenario(_Model):
     task_classes: dict[str, TaskClass]
     apps: tuple[App, ...] = Field(min_length=1)
     datasets: dict[str, dict[str, str]]
+    _source: str = PrivateAttr(default="<scenario>")  # the file it was read from, for error messages
 
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
@@ -276,6 +278,32 @@ class Scenario(_Model):
             raise ValueError(f"no link between sites {a.id!r} and {b.id!r} (types {a.type}, {b.type})")
         return by_type
 
+    @property
+    def source(self) -> str:
+        """The file this scenario was read from ("paper.toml" for the default), for error messages."""
+        return self._source
+
+    def node_field(self, datasets: Sequence[str], node: str) -> str:
+        """The scenario field that names `node` first among `datasets`, e.g. "datasets.DS1.ed"."""
+        return next(
+            (
+                f"datasets.{name}.{site}"
+                for name in datasets
+                for site, n in self.dataset(name).items()
+                if n == node
+            ),
+            "datasets",
+        )
+
+    def require_nodes(self, datasets: Sequence[str], known: Collection[str], where: str) -> None:
+        """Raise ScenarioError naming the file and the field of the first node of `datasets` that is not
+        in `known` (the nodes of the failure data, described by `where`)."""
+        for name in datasets:
+            for node in self.dataset(name).values():
+                if node not in known:
+                    field = self.node_field([name], node)
+                    raise ScenarioError(f"{self.source}: {field}: unknown node {node!r} (not in {where})")
+
     def dataset(self, name: str) -> dict[str, str]:
         """Site id -> LANL node name of one dataset configuration."""
         if name not in self.datasets:
@@ -298,9 +326,11 @@ def parse_scenario(text: str, *, source: str = "<scenario>") -> Scenario:
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"{source}: not valid TOML: {exc}") from None
     try:
-        return Scenario.model_validate(raw)
+        scenario = Scenario.model_validate(raw)
     except ValidationError as exc:
         raise ScenarioError(_format_validation_error(source, exc)) from None
+    scenario._source = source
+    return scenario
 
 
 def load_scenario(path: str | Path | None = None) -> Scenario:

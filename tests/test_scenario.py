@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from edgeoff.errors import ScenarioError
+from edgeoff.errors import ScenarioError, TraceError
 from edgeoff.scenario import default_scenario, load_scenario, parse_scenario
+from edgeoff.traces import load_node_table
+from launcher.cli import main
+from site_daemon.failure_injection import failure_model_for_site
 
 PAPER = (Path(__file__).parents[1] / "edgeoff" / "scenarios" / "paper.toml").read_text()
 
@@ -97,3 +101,29 @@ def test_missing_file() -> None:
 def test_unknown_dataset() -> None:
     with pytest.raises(ScenarioError, match="unknown dataset 'DS9'"):
         default_scenario().dataset("DS9")
+
+
+@pytest.mark.parametrize("raw", [False, True])
+def test_unknown_node_names_the_file_and_the_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], request: pytest.FixtureRequest, raw: bool
+) -> None:
+    """`edgeoff evaluate` with a scenario whose dataset names a node the failure data does not have
+    (the packaged node table, or the raw LANL file)."""
+    lanl: Path | None = request.getfixturevalue("lanl_path") if raw else None
+    path = tmp_path / "bad.toml"
+    path.write_text(PAPER.replace('ed = "7_1"', 'ed = "99_1"', 1))
+    args = ["evaluate", "--scenario", str(path), "--out", str(tmp_path / "out"), "--quiet"]
+    args += ["--datasets", "DS1"] + (["--lanl", str(lanl)] if lanl else [])
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1
+    assert f"{path}: datasets.DS1.ed: unknown" in err
+    assert "99_1" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_live_failure_injection_names_the_file_and_the_field(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(PAPER.replace('ed = "7_1"', 'ed = "99_1"', 1))
+    with pytest.raises(TraceError, match=rf"^{re.escape(str(path))}: datasets\.DS1\.ed: unknown node '99_1'"):
+        failure_model_for_site(load_scenario(path), "DS1", "ed", load_node_table())

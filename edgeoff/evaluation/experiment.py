@@ -24,6 +24,7 @@ from edgeoff.availability import (
     walk_forward,
 )
 from edgeoff.engines import get_engine
+from edgeoff.errors import ScenarioError, TraceError
 from edgeoff.evaluation.simulator import Group, RunResult, SiteBehaviour, WindowForecaster, simulate_groups
 from edgeoff.forecasters import default_candidates, select_forecaster
 from edgeoff.scenario import SITE_TYPES, Scenario
@@ -84,14 +85,18 @@ def load_traces(scenario: Scenario, datasets: Sequence[str], lanl: Path | None) 
     nodes = sorted({node for name in datasets for node in scenario.dataset(name).values()})
     if lanl is None:
         table = load_node_table()
-        missing = [n for n in nodes if n not in table]
-        if missing:
-            from edgeoff.errors import TraceError
-
-            raise TraceError(f"unknown node(s) {', '.join(missing)}: not in the packaged table (use --lanl)")
+        scenario.require_nodes(datasets, table, "the packaged LANL node table; give a raw file with --lanl")
         return {n: table[n] for n in nodes}
     records = read_failure_records(lanl)
-    return {n: node_trace(records, n) for n in nodes}
+    out = {}
+    for n in nodes:
+        try:
+            out[n] = node_trace(records, n)
+        except TraceError as exc:
+            raise ScenarioError(
+                f"{scenario.source}: {scenario.node_field(datasets, n)}: {exc} in {lanl}"
+            ) from None
+    return out
 
 
 @dataclass(frozen=True)
