@@ -1,0 +1,201 @@
+"""`edgeoff up` without brokers: bad input refused before anything starts, stale work folders, verdicts."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from launcher.cli import main
+from launcher.up import workdir
+from launcher.up.children import Child
+from launcher.up.report import RunWindow, detectable, read_injections, run_failure
+from mobile_agent.meter import Injection
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port that accepts TCP connections and never says a word (not an MQTT broker)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        yield int(sock.getsockname()[1])
+
+
+def _nothing_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a broker or daemon was started before the bad input was refused")
+
+    monkeypatch.setattr("launcher.up.command.start_brokers", forbidden)
+    monkeypatch.setattr("launcher.up.children.subprocess.Popen", forbidden)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--time-compression", "0"], "argument --time-compression: must be a positive, finite number"),
+        (["--duration", "0"], "argument --duration: must be a positive, finite number of seconds: '0'"),
+        (["--duration", "-5"], "argument --duration: must be a positive, finite number of seconds: '-5'"),
+        (["--duration", "nan"], "argument --duration: must be a positive, finite number"),
+        (["--time-scale", "0"], "argument --time-scale: must be a positive, finite number"),
+        (["--seed", "-1"], "argument --seed: must be at least 0"),
+        (["--redis", "notaurl"], "argument --redis: not a Redis URL"),
+        (["--broker", "localhost"], "argument --broker: must be HOST:PORT"),
+        (["--engine", "oracle"], "argument --engine: invalid choice: 'oracle'"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line_and_nothing_written(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    message: str,
+) -> None:
+    _nothing_starts(monkeypatch)
+    with pytest.raises(SystemExit) as exc:
+        main(["up", "--own-brokers", "--out", str(tmp_path / "run"), *args])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1
+    assert err.startswith("edgeoff up: error: ")
+    assert message in err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("case", ["existing file", "under a file", "unwritable folder"])
+def test_bad_out_exit_2_before_anything_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    _nothing_starts(monkeypatch)
+    blocker = tmp_path / "file"
+    blocker.write_text("keep me\n")
+    out, message = {
+        "existing file": (blocker, f"{blocker}: exists and is not a folder"),
+        "under a file": (blocker / "run", f"{blocker} is a file, not a folder"),
+        "unwritable folder": (Path("/proc/self/run"), "cannot write in /proc/self"),
+    }[case]
+    assert main(["up", "--own-brokers", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1
+    assert message in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+    assert blocker.read_text() == "keep me\n"
+
+
+def test_a_broker_address_that_does_not_speak_mqtt_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, silent_port: int
+) -> None:
+    _nothing_starts(monkeypatch)
+    out = tmp_path / "run"
+    assert main(["up", "--broker", f"127.0.0.1:{silent_port}", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1
+    assert f"--broker 127.0.0.1:{silent_port} accepts connections but does not answer MQTT" in err
+    assert not out.exists()
+
+
+def test_an_unknown_node_names_the_scenario_file_and_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _nothing_starts(monkeypatch)
+    paper = (Path(__file__).parents[1] / "edgeoff" / "scenarios" / "paper.toml").read_text()
+    scenario = tmp_path / "s.toml"
+    scenario.write_text(paper.replace('ec = "19_1"', 'ec = "21_1"', 1))
+    out = tmp_path / "run"
+    assert main(["up", "--own-brokers", "--scenario", str(scenario), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{scenario}: datasets.DS1.ec: unknown node '21_1'" in err
+    assert not out.exists()
+
+
+# ------------------------------------------------------------------ work folders of killed runs
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _folder(parent: Path, name: str, owner: dict[str, Any] | None) -> Path:
+    folder = parent / name
+    (folder / "secrets" / "passwords").mkdir(parents=True)
+    (folder / "secrets" / "passwords" / "observer").write_text("secret\n")
+    if owner is not None:
+        (folder / workdir.OWNER).write_text(json.dumps(owner))
+    return folder
+
+
+def test_work_folders_of_killed_runs_are_removed_and_live_ones_kept(tmp_path: Path) -> None:
+    me = {"pid": os.getpid(), "start": workdir._start_time(os.getpid())}
+    live = _folder(tmp_path, f"{workdir.PREFIX}live", me)
+    dead = _folder(tmp_path, f"{workdir.PREFIX}dead", {"pid": _dead_pid(), "start": "1"})
+    reused = _folder(tmp_path, f"{workdir.PREFIX}reused", {"pid": os.getpid(), "start": "0"})  # pid reused
+    fresh = _folder(tmp_path, f"{workdir.PREFIX}fresh", None)  # being created right now
+    old = _folder(tmp_path, f"{workdir.PREFIX}old", None)
+    other = _folder(tmp_path, "someone-else", {"pid": _dead_pid()})
+    now = old.stat().st_mtime + workdir.UNCLAIMED_GRACE_S + 1
+    os.utime(fresh, (now, now))
+    removed = workdir.remove_stale(tmp_path, now=now)
+    assert sorted(removed) == sorted([dead, reused, old])
+    assert all(folder.exists() for folder in (live, fresh, other))
+    assert not any(folder.exists() for folder in (dead, reused, old))
+
+
+def test_work_folder_is_private_records_its_owner_and_goes_away() -> None:
+    with workdir.work_folder() as folder:
+        assert folder.stat().st_mode & 0o777 == 0o700
+        owner = json.loads((folder / workdir.OWNER).read_text())
+        assert owner == {"pid": os.getpid(), "start": workdir._start_time(os.getpid())}
+    assert not folder.exists()
+
+
+# ------------------------------------------------------------------ what a run reports
+
+
+def test_detectable_failures_are_long_enough_and_inside_the_agents_run() -> None:
+    window = RunWindow(start=100.0, end=200.0)
+    injections = [
+        Injection("ed", 90.0, 5.0),  # before the agent was ready
+        Injection("ed", 110.0, 1.0),  # shorter than the 1.5 s detector
+        Injection("ec", 120.0, 3.0),  # detectable
+        Injection("cd", 199.0, 9.0),  # its detection would come after the agent stopped
+        Injection("er", 150.0, 1.6),  # detectable
+    ]
+    assert detectable(injections, 1.5, window) == [injections[2], injections[4]]
+
+
+def test_injection_records_are_read_from_json_lines(tmp_path: Path) -> None:
+    path = tmp_path / "site-ed.injections.jsonl"
+    path.write_text('{"site": "ed", "ts": 1.5, "down_s": 2.0, "session": 3}\n{"site": "ed", "ts"')
+    assert read_injections(path) == [Injection("ed", 1.5, 2.0)]  # the line cut short by a kill: skipped
+    assert read_injections(tmp_path / "missing.jsonl") == []
+
+
+def _record(apps: int, remote: int, failures: int) -> dict[str, Any]:
+    return {"apps": apps, "offloads_per_1000_apps": remote / max(apps, 1) * 1000, "failures": failures}
+
+
+def test_a_run_fails_when_no_application_could_use_a_site() -> None:
+    assert run_failure(_record(20, 50, 3), []) is None
+    assert "no application ran" in str(run_failure(_record(0, 0, 0), []))
+    assert "no application could use any site (0 remote attempts" in str(run_failure(_record(20, 0, 0), []))
+    assert "(12 remote attempts, 12 failed)" in str(run_failure(_record(20, 12, 12), []))
+
+
+def test_a_run_fails_when_a_daemon_died_during_it(tmp_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    proc.wait()
+    log = tmp_path / "site-ed.log"
+    with log.open("wb") as fh:
+        child = Child("site-ed", proc, fh, log)
+        assert (
+            run_failure(_record(20, 50, 0), [child]) == f"exited during the run: site-ed (code 3); see {log}"
+        )
