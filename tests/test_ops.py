@@ -455,3 +455,25 @@ def test_status_tables_render_every_kind() -> None:
     text = console.export_text()
     for word in ("sites", "offline", "workers", "w0", "agents", "a1", '"reason":"down"', "redis ok"):
         assert word in text, word
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        ("{not json", "not JSON (Expecting property name enclosed in double quotes at line 1 column 2)"),
+        ("[1, 2]", "not a JSON object but list"),
+        ('{"name": "site=ed"}', "missing fields pid, ts, ready, broker"),
+        ('{"name": "x", "pid": 1, "ts": 5, "ready": true}', "missing field broker"),
+        ('{"name": "x", "pid": 1, "ts": "soon", "ready": true, "broker": true}', 'field ts is "soon"'),
+        ('{"name": "x", "pid": 1, "ts": 5, "ready": "yes", "broker": true}', 'field ready is "yes"'),
+    ],
+)
+def test_edgeoff_health_says_what_is_wrong_with_a_malformed_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, reason: str
+) -> None:
+    path = tmp_path / "health.json"
+    path.write_text(content)
+    assert cli.main(["health", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith(f"unhealthy: {path} is not a health file: ")
+    assert reason in out
