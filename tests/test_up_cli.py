@@ -199,3 +199,30 @@ def test_a_run_fails_when_a_daemon_died_during_it(tmp_path: Path) -> None:
         assert (
             run_failure(_record(20, 50, 0), [child]) == f"exited during the run: site-ed (code 3); see {log}"
         )
+
+
+# ------------------------------------------------------------------ edgeoff status --run DIR
+
+
+def test_status_run_explains_a_folder_that_is_not_a_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["status", "--run", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"edgeoff status: error: {tmp_path}/connection.json does not exist: is {tmp_path} the --out of "
+        "`edgeoff up`?\n"
+    )
+
+
+def test_status_run_of_a_run_that_ended(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    connection = {
+        "broker": "127.0.0.1:1",
+        "username": "observer",
+        "password_file": str(tmp_path / "gone" / "observer"),
+        "redis": "redis://127.0.0.1:2/0",
+        "redis_password_file": str(tmp_path / "gone" / "redis-password"),
+    }
+    (tmp_path / "connection.json").write_text(json.dumps(connection))
+    assert main(["status", "--run", str(tmp_path)]) == 2
+    assert f"the run in {tmp_path} has ended" in capsys.readouterr().err
