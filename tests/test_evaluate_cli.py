@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+import statistics
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
+import edgeoff
+from edgeoff.commands.evaluate import running_label
 from launcher.cli import main
+
+PAPER_TOML = Path(edgeoff.__file__).parent / "scenarios" / "paper.toml"
+NODE_TABLE = Path(edgeoff.__file__).parent / "data" / "lanl_nodes.json"
 
 SMALL = ["--apps", "40", "--reps", "3", "--datasets", "DS1,DS4", "--workers", "1", "--quiet"]
 
@@ -173,3 +182,63 @@ def test_bad_out_is_refused_before_the_simulation(
     assert message in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
     assert blocker.read_text() == "keep me\n"
+
+
+def test_results_say_where_they_came_from_and_only_the_run_block_varies(tmp_path: Path) -> None:
+    bodies = []
+    for name in ("a", "b"):
+        assert main(["evaluate", "--out", str(tmp_path / name), "--seed", "3", *SMALL]) == 0
+        bodies.append(_results(tmp_path / name))
+    first = bodies[0]
+    assert list(first) == [
+        "config",
+        "provenance",
+        "forecast_errors",
+        "forecaster_selection",
+        "results",
+        "run",
+    ]
+    prov = first["provenance"]
+    assert prov["edgeoff_version"] == edgeoff.__version__
+    assert prov["scenario_sha256"] == hashlib.sha256(PAPER_TOML.read_bytes()).hexdigest()
+    assert prov["failure_data_sha256"] == hashlib.sha256(NODE_TABLE.read_bytes()).hexdigest()
+    if (Path(edgeoff.__file__).parents[1] / ".git").exists():
+        assert re.fullmatch(r"[0-9a-f]{40}", prov["commit"])
+        assert isinstance(prov["commit_dirty"], bool)
+    assert set(first["run"]) == {"started_at", "seconds", "host", "cpus"}
+    assert datetime.fromisoformat(first["run"]["started_at"]).tzinfo is not None
+    assert first["run"]["seconds"] > 0
+    for body in bodies:
+        body.pop("run")
+    assert json.dumps(bodies[0]) == json.dumps(bodies[1])  # byte for byte, once `run` is set aside
+
+
+def test_per_rep_gives_every_repetitions_values(tmp_path: Path) -> None:
+    assert main(["evaluate", "--out", str(tmp_path / "r"), "--per-rep", *SMALL]) == 0
+    data = _results(tmp_path / "r")
+    assert data["config"]["per_rep"] is True
+    for record in data["results"]:
+        reps = record["per_rep"]
+        assert set(reps) == {"rt_s", "battery_pct", "availability_pct", "failures"}
+        assert all(len(values) == 3 for values in reps.values())
+        assert statistics.fmean(reps["rt_s"]) == pytest.approx(record["rt_s"]["mean"])
+        assert statistics.stdev(reps["battery_pct"]) == pytest.approx(record["battery_pct"]["std"])
+    assert main(["evaluate", "--out", str(tmp_path / "s"), *SMALL]) == 0
+    assert all("per_rep" not in r for r in _results(tmp_path / "s")["results"])
+
+
+def test_the_default_sensitivity_section_has_a_detection_time_column(tmp_path: Path) -> None:
+    assert main(["evaluate", "--out", str(tmp_path / "r"), *SMALL]) == 0  # default: two trace times
+    report = (tmp_path / "r" / "report.md").read_text()
+    assert "## Sensitivity: trace time per application run\n" in report
+    assert "| dataset | engine | trace h / app | detection (s) | RT (s) | failures / 1000 apps |" in report
+    assert re.search(r"^\| DS1 \| mdp-svr \| 0\.1 \| 1\.5 \| [0-9.]+ \| [0-9.]+ \|$", report, re.M)
+
+
+def test_the_progress_names_the_job_being_simulated() -> None:
+    jobs = [(0, "mdp-svr"), (0, "kubehybrid"), (1, "mdp-svr"), (1, "kubehybrid")]
+    labels = ["1 h/app, 1.5 s detection", "0.1 h/app, 1.5 s detection"]
+    assert running_label(jobs, {}, 2, 2, labels) == "mdp-svr · 1 h/app, 1.5 s detection +1"
+    done = {(0, "mdp-svr"): 2, (0, "kubehybrid"): 1}
+    assert running_label(jobs, done, 2, 1, labels) == "kubehybrid · 1 h/app, 1.5 s detection"
+    assert running_label(jobs, dict.fromkeys(jobs, 2), 2, 2, labels) == ""

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edgeoff.commands.provenance import provenance, run_info
 from edgeoff.engines import ENGINES, PAPER_ENGINES
 from edgeoff.errors import EvaluationError
 from edgeoff.evaluation.experiment import (
@@ -23,6 +24,8 @@ from edgeoff.evaluation.experiment import (
 from edgeoff.evaluation.report import write_plots, write_report, write_results
 from edgeoff.files import check_output, staged_folder
 from edgeoff.scenario import load_scenario
+
+PROGRESS_BAR_WIDTH = 12  # the bar, the counts, the time left and the current job fit 80 columns
 
 
 def _split(text: str) -> tuple[str, ...]:
@@ -101,12 +104,23 @@ def add_parser(subparsers: Any) -> None:
         "the others sensitivity runs (default: the scenario's, 10 x 150 ms)",
     )
     parser.add_argument("--workers", type=_positive, default=os.cpu_count() or 1, help="processes")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--per-rep",
+        action="store_true",
+        help="also write every repetition's value (results.json: per_rep in each record), for your own "
+        "statistics",
+    )
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress bar (it shows the engine and setting being simulated and the time left)",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
+    started_wall = time.time()
     check_output(args.out, folder=True)  # before the long work: a bad --out must not cost a whole run
     scenario = load_scenario(args.scenario)
     datasets = args.datasets or tuple(scenario.datasets)
@@ -126,12 +140,13 @@ def run(args: argparse.Namespace) -> int:
         *(Setting(h, detections[0]) for h in hours[1:]),
         *(Setting(hours[0], d) for d in detections[1:]),
     )
-    config = ExperimentConfig(datasets, engines, settings, args.apps, args.reps, args.seed, args.workers)
+    config = ExperimentConfig(
+        datasets, engines, settings, args.apps, args.reps, args.seed, args.workers, per_rep=args.per_rep
+    )
     traces = load_traces(scenario, datasets, args.lanl)
 
-    total = len(datasets) * len(config.engines) * len(settings)
     forecasts = fit_forecasts(traces, scenario.simulation.prediction_window_h)
-    results = _run_with_progress(scenario, config, traces, forecasts, total, quiet=args.quiet)
+    results = _run_with_progress(scenario, config, traces, forecasts, quiet=args.quiet)
     errors = forecast_errors(traces, scenario.simulation.prediction_window_h)
     seconds = time.perf_counter() - started
     config_record = {
@@ -148,54 +163,100 @@ def run(args: argparse.Namespace) -> int:
         ],
         "prediction_window_h": scenario.simulation.prediction_window_h,
         "discount": scenario.decision.discount,
+        "per_rep": config.per_rep,
     }
-    _write_all(args.out, config_record, results, errors, forecasts.selections, seconds)
+    extra = {
+        "provenance": provenance(args.scenario, args.lanl),
+        "forecast_errors": errors,
+        "forecaster_selection": forecasts.selections,
+        "run": run_info(started_wall, seconds),
+    }
+    _write_all(args.out, config_record, results, extra, seconds)
     _print_table(results, settings[0].label)
     print(f"wrote {args.out}/results.json, report.md and plots in {seconds:.1f} s")
     return 0
 
 
 def _run_with_progress(
-    scenario: Any, config: ExperimentConfig, traces: Any, forecasts: Forecasts, total: int, *, quiet: bool
+    scenario: Any, config: ExperimentConfig, traces: Any, forecasts: Forecasts, *, quiet: bool
 ) -> list[dict[str, Any]]:
+    """The experiment, with a progress bar (unless `quiet`): records done, time left, and the jobs being
+    simulated now (one job: an engine at one setting over every dataset, in lockstep)."""
     if quiet:
         return run_experiment(scenario, config, traces, forecasts)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    jobs = [(i, engine) for i in range(len(config.settings)) for engine in config.engines]
+    finished: dict[tuple[int, str], int] = {}
+    per_job = len(config.datasets)
+
+    def now_running() -> str:
+        return running_label(jobs, finished, per_job, config.workers, [s.label for s in config.settings])
 
     columns = (
         TextColumn("[bold]evaluate"),
-        BarColumn(),
+        BarColumn(bar_width=PROGRESS_BAR_WIDTH),
         MofNCompleteColumn(),
-        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
         TextColumn("{task.description}"),
     )
     with Progress(*columns, transient=True) as progress:
-        task = progress.add_task("", total=total)
+        task = progress.add_task(now_running(), total=len(jobs) * per_job)
 
         def done(record: dict[str, Any]) -> None:
-            progress.update(task, advance=1, description=f"{record['dataset']} {record['engine']}")
+            key = (int(record["setting"]), str(record["engine"]))
+            finished[key] = finished.get(key, 0) + 1
+            progress.update(task, advance=1, description=now_running())
 
         return run_experiment(scenario, config, traces, forecasts, on_done=done)
+
+
+def running_label(
+    jobs: list[tuple[int, str]],
+    finished: dict[tuple[int, str], int],
+    per_job: int,
+    workers: int,
+    labels: list[str],
+) -> str:
+    """The job being simulated now (the first one not finished, in the order the workers take them) and
+    how many more run beside it, short enough for 80 columns: "kubehybrid · 1 h/app, 1.5 s detection +1".
+
+    `jobs`: (setting index, engine) in submission order; `finished`: records done per job, of `per_job`.
+    """
+    running = [job for job in jobs if finished.get(job, 0) < per_job][: max(workers, 1)]
+    if not running:
+        return ""
+    setting, engine = running[0]
+    more = f" +{len(running) - 1}" if len(running) > 1 else ""
+    return f"{engine} · {labels[setting]}{more}"
 
 
 def _write_all(
     out: Path,
     config: dict[str, Any],
     results: list[dict[str, Any]],
-    errors: list[dict[str, Any]],
-    selections: list[dict[str, Any]],
+    extra: dict[str, Any],
     seconds: float,
 ) -> None:
     """Write everything into a temporary folder beside --out, then move the files in: never half-written."""
     with staged_folder(out) as staging:
-        write_results(
-            staging / "results.json",
+        write_results(staging / "results.json", config, results, extra)
+        write_report(
+            staging / "report.md",
             config,
             results,
-            {"forecast_errors": errors, "forecaster_selection": selections, "seconds": seconds},
+            extra["forecast_errors"],
+            extra["forecaster_selection"],
+            seconds,
         )
-        write_report(staging / "report.md", config, results, errors, selections, seconds)
-        write_plots(staging, results)
+        write_plots(staging, results, config)
 
 
 def _print_table(results: list[dict[str, Any]], label: str) -> None:

@@ -78,6 +78,7 @@ class ExperimentConfig:
     reps: int = 100
     seed: int = 0
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    per_rep: bool = False  # also record every repetition's value (`per_rep` in each record)
 
 
 def load_traces(scenario: Scenario, datasets: Sequence[str], lanl: Path | None) -> dict[str, NodeTrace]:
@@ -155,8 +156,12 @@ def forecast_errors(traces: dict[str, NodeTrace], window_h: float) -> list[dict[
     return rows
 
 
-def summarise(scenario: Scenario, dataset: str, engine: str, apps: int, run: RunResult) -> dict[str, Any]:
-    """The results.json record of one (dataset, engine) pair; means and standard deviations over reps."""
+def summarise(
+    scenario: Scenario, dataset: str, engine: str, apps: int, run: RunResult, *, per_rep: bool = False
+) -> dict[str, Any]:
+    """The results.json record of one (dataset, engine) pair; means and standard deviations over reps, and
+    with `per_rep` every repetition's value: `per_rep` {rt_s, battery_pct, availability_pct, failures},
+    lists of length reps in repetition order."""
 
     def stat(x: np.ndarray) -> dict[str, float]:
         return {"mean": float(x.mean()), "std": float(x.std(ddof=1)) if x.size > 1 else 0.0}
@@ -167,7 +172,7 @@ def summarise(scenario: Scenario, dataset: str, engine: str, apps: int, run: Run
     types = np.array(scenario.site_types)
     placed = run.placements.sum(axis=0)
     total = max(int(placed.sum()), 1)
-    return {
+    record: dict[str, Any] = {
         "dataset": dataset,
         "engine": engine,
         "rt_s": stat(run.rt_s),
@@ -185,6 +190,14 @@ def summarise(scenario: Scenario, dataset: str, engine: str, apps: int, run: Run
             for i, sid in enumerate(scenario.site_ids)
         },
     }
+    if per_rep:
+        record["per_rep"] = {
+            "rt_s": run.rt_s.tolist(),
+            "battery_pct": battery.tolist(),
+            "availability_pct": availability.tolist(),
+            "failures": run.failures.tolist(),
+        }
+    return record
 
 
 @dataclass(frozen=True)
@@ -199,6 +212,7 @@ class _Job:
     reps: int
     setting: Setting
     setting_index: int
+    per_rep: bool = False
 
 
 def _run(job: _Job) -> list[dict[str, Any]]:
@@ -206,7 +220,7 @@ def _run(job: _Job) -> list[dict[str, Any]]:
     runs = simulate_groups(scenario, job.groups, get_engine(job.engine), apps=job.apps, reps=job.reps)
     records = []
     for dataset, run in zip(job.datasets, runs, strict=True):
-        record = summarise(scenario, dataset, job.engine, job.apps, run)
+        record = summarise(scenario, dataset, job.engine, job.apps, run, per_rep=job.per_rep)
         record["setting"] = job.setting_index
         record["trace_hours_per_app"] = job.setting.trace_hours_per_app
         record["detection_s"] = job.setting.detection_s
@@ -230,7 +244,17 @@ def run_experiment(
         for d in config.datasets
     )
     jobs = [
-        _Job(scenario, engine, config.datasets, groups, config.apps, config.reps, setting, index)
+        _Job(
+            scenario,
+            engine,
+            config.datasets,
+            groups,
+            config.apps,
+            config.reps,
+            setting,
+            index,
+            config.per_rep,
+        )
         for index, setting in enumerate(config.settings)
         for engine in config.engines
     ]
