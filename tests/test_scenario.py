@@ -127,3 +127,34 @@ def test_live_failure_injection_names_the_file_and_the_field(tmp_path: Path) -> 
     path.write_text(PAPER.replace('ed = "7_1"', 'ed = "99_1"', 1))
     with pytest.raises(TraceError, match=rf"^{re.escape(str(path))}: datasets\.DS1\.ed: unknown node '99_1'"):
         failure_model_for_site(load_scenario(path), "DS1", "ed", load_node_table())
+
+
+def test_bandwidth_is_kilobytes_per_second_and_the_old_key_is_read_with_a_warning(tmp_path: Path) -> None:
+    assert "bandwidth_kbps" not in PAPER  # the packaged scenario uses the new key
+    old = tmp_path / "old.toml"
+    old.write_text(PAPER.replace("bandwidth_kbyte_s =", "bandwidth_kbps ="))
+    with pytest.warns(FutureWarning, match=rf"^{re.escape(str(old))}: links\.0\.bandwidth_kbps and others: "):
+        scenario = load_scenario(old)
+    assert scenario.network.bandwidth_kbps.tolist() == default_scenario().network.bandwidth_kbps.tolist()
+    both = tmp_path / "both.toml"
+    both.write_text(
+        PAPER.replace("bandwidth_kbyte_s = 2500", "bandwidth_kbyte_s = 2500\nbandwidth_kbps = 2500", 1)
+    )
+    with pytest.raises(
+        ScenarioError, match=r"links\.0: give bandwidth_kbyte_s or bandwidth_kbps \(deprecated\)"
+    ):
+        load_scenario(both)
+
+
+def test_the_edgeoff_command_prints_the_deprecation_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = tmp_path / "old.toml"
+    old.write_text(PAPER.replace("bandwidth_kbyte_s =", "bandwidth_kbps ="))
+    args = ["evaluate", "--scenario", str(old), "--apps", "2", "--reps", "1", "--datasets", "DS1"]
+    assert main([*args, "--engines", "efpo", "--workers", "1", "--quiet", "--out", str(tmp_path / "o")]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "deprecated" in line]
+    assert warnings == [
+        f"edgeoff: warning: {old}: links.0.bandwidth_kbps and others: bandwidth_kbps is deprecated, "
+        "rename it bandwidth_kbyte_s (same value: kilobytes per second)"
+    ]
