@@ -14,7 +14,7 @@ import threading
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from pydantic_settings import SettingsConfigDict
@@ -483,13 +483,14 @@ def test_edgeoff_health_says_what_is_wrong_with_a_malformed_file(
 def _busy_report() -> dict[str, Any]:
     """A report with the widest values a DS1 run of `edgeoff up` shows."""
     obs = Observation()
-    for i, site in enumerate(("ed", "ec", "er", "cd")):
+    types: dict[str, Literal["ED", "EC", "ER", "CD"]] = {"ed": "ED", "ec": "EC", "er": "ER", "cd": "CD"}
+    for i, (site, site_type) in enumerate(types.items()):
         status = SiteStatus(state="offline" if site == "ec" else "online", session=12, ts=990.0)
         obs.add(_message(topics.site_topic(site, "status"), encode_json(status)), 0)
         obs.add(
             _message(
                 topics.site_topic(site, "profile"),
-                encode_json(SiteProfile(site=site, type=site.upper(), mips=8000, memory_gb=8, storage_gb=64)),
+                encode_json(SiteProfile(site=site, type=site_type, mips=8000, memory_gb=8, storage_gb=64)),
             ),
             0,
         )
