@@ -13,13 +13,11 @@ import importlib
 import sys
 import warnings
 from collections.abc import Sequence
-from typing import NoReturn, TextIO
+from typing import TextIO
 
 from edgeoff import __version__
+from edgeoff.commands.parser import EXIT_USAGE, OneLineParser
 from edgeoff.errors import EdgeoffError
-
-EXIT_USAGE = 2  # bad input: the same code argparse uses for usage errors
-
 
 # Subcommands and their one-line help. Only the module of the command being run is imported: the others
 # pull in numpy, scikit-learn or the daemons, and `edgeoff health` must answer a Kubernetes probe quickly.
@@ -33,16 +31,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-class _Parser(argparse.ArgumentParser):
-    """A usage error is one line (with where to read more), like every other bad input, and exit code 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; `command` names the one subcommand whose module is imported (None: every one)."""
-    parser = _Parser(prog="edgeoff", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = OneLineParser(prog="edgeoff", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--version", action="version", version=f"edgeoff {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():

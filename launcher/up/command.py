@@ -41,7 +41,7 @@ from launcher.up.broker_setup import (
 )
 from launcher.up.children import Child, Children, wait_ready
 from launcher.up.progress import Progress, follow
-from launcher.up.report import RunWindow, print_table, results_body, run_failure
+from launcher.up.report import RunWindow, injection_log, print_table, results_body, run_failure
 from launcher.up.workdir import remove_stale, work_folder
 
 __all__ = ["CONNECTION_FILE", "run"]
@@ -118,6 +118,7 @@ def _start_daemons(
             **brokers.env("EDGEOFF_SITE_", site_username(site)),
             "EDGEOFF_SITE_EXECUTION_SCALE": str(args.time_scale),
             "EDGEOFF_SITE_HEALTH_FILE": str(health / f"site-{site}.json"),
+            "EDGEOFF_SITE_INJECTION_LOG": str(injection_log(children.logs, site)),
         }
         site_args = ["--site", site, "--dataset", args.dataset, "--inject-failures"]
         site_args += ["--time-compression", str(args.time_compression), "--seed", str(args.seed * 1000 + i)]
