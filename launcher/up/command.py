@@ -74,6 +74,10 @@ def run(args: argparse.Namespace) -> int:
     plan = plan_brokers(args, lambda text: say(console, text))  # bad --broker, missing binary: exit 2
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
+    for stale in ("processes.json", CONNECTION_FILE, "results.json", "agent.json"):
+        (out / stale).unlink(missing_ok=True)  # a previous run's: never mistaken for this one's
+    for stale_log in logs.glob("*.injections.jsonl"):
+        stale_log.unlink()
     interrupted = threading.Event()
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
 
@@ -170,7 +174,6 @@ def _run(
     health = tmp / "health"
     health.mkdir()
     agent_out = out / "agent.json"
-    agent_out.unlink(missing_ok=True)
     agent = _start_daemons(args, scenario, dataset, brokers, children, health, agent_out)
     window = RunWindow(start=time.time())
     atomic_write(out / "processes.json", json.dumps({"up": os.getpid(), **children.pids()}, indent=2) + "\n")
