@@ -7,15 +7,17 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from edgeoff.ops.health import HealthRecord, write_health
 from launcher.cli import main
 from launcher.up import workdir
-from launcher.up.children import Child
+from launcher.up.children import Child, Children, StartError, StartInterruptedError, wait_ready
 from launcher.up.report import RunWindow, detectable, read_injections, run_failure
 from mobile_agent.meter import Injection
 
@@ -226,3 +228,45 @@ def test_status_run_of_a_run_that_ended(tmp_path: Path, capsys: pytest.CaptureFi
     (tmp_path / "connection.json").write_text(json.dumps(connection))
     assert main(["status", "--run", str(tmp_path)]) == 2
     assert f"the run in {tmp_path} has ended" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ daemons until ready
+
+
+def _children(tmp_path: Path) -> Children:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    return Children(logs)
+
+
+def test_a_child_that_exits_at_start_is_named_with_its_own_error(tmp_path: Path) -> None:
+    children = _children(tmp_path)
+    try:
+        error = "edgeoff-site: error: max_concurrent_tasks: bad"
+        code = f"import sys; print('starting'); print({error!r}); sys.exit(2)"
+        child = children.start("site-ed", [sys.executable, "-c", code])
+        with pytest.raises(StartError) as info:
+            wait_ready([(child, tmp_path / "never.json")], 60)
+        assert str(info.value) == f"site-ed exited at start (code 2): {error}; see {child.log_path}"
+    finally:
+        children.stop_all()
+
+
+def test_ready_children_pass_and_a_silent_one_times_out_or_is_interrupted(tmp_path: Path) -> None:
+    children = _children(tmp_path)
+    ready_file = tmp_path / "ready.json"
+    write_health(ready_file, HealthRecord(name="w", pid=1, ts=0.0, ready=True, broker=True, redis=True))
+    try:
+        sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+        ready = children.start("prediction-worker", sleeper)
+        wait_ready([(ready, ready_file)], 60)  # returns: the health file says ready
+        silent = children.start("agent", sleeper)
+        ticks = iter([0.0, 0.0, 100.0])
+        with pytest.raises(StartError, match=r"^agent was not ready after 5 s"):
+            wait_ready([(silent, tmp_path / "none.json")], 5, clock=lambda: next(ticks))
+        stop = threading.Event()
+        stop.set()
+        with pytest.raises(StartInterruptedError):
+            wait_ready([(silent, tmp_path / "none.json")], 60, stop)
+    finally:
+        children.stop_all()

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +23,16 @@ from typing import IO
 from edgeoff.errors import EdgeoffError
 from edgeoff.ops.health import read_health
 
-__all__ = ["STOP_TIMEOUT_S", "Child", "Children", "StartError", "last_line", "signal_group", "wait_ready"]
+__all__ = [
+    "STOP_TIMEOUT_S",
+    "Child",
+    "Children",
+    "StartError",
+    "StartInterruptedError",
+    "last_line",
+    "signal_group",
+    "wait_ready",
+]
 
 STOP_TIMEOUT_S = 5.0  # after SIGTERM; then SIGKILL
 PR_SET_PDEATHSIG = 1  # prctl option: signal the child when its parent dies
@@ -32,6 +42,10 @@ TAIL_BYTES = 4096  # enough for a daemon's one-line error or the last line of a 
 
 class StartError(EdgeoffError):
     """A child did not start: it exited, or was not ready in time (the message says which, and why)."""
+
+
+class StartInterruptedError(EdgeoffError):
+    """The wait for the children to be ready was interrupted (Ctrl-C)."""
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
@@ -107,13 +121,19 @@ def last_line(path: Path) -> str:
 
 
 def wait_ready(
-    waiting: Sequence[tuple[Child, Path]], timeout_s: float, clock: Callable[[], float] = time.monotonic
+    waiting: Sequence[tuple[Child, Path]],
+    timeout_s: float,
+    stop: threading.Event | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> None:
     """Wait until every child's health file (edgeoff.ops.health) says ready; raise StartError naming the
-    first child that exited or was not ready within `timeout_s`, with the last line of its log."""
+    first child that exited or was not ready within `timeout_s`, with the last line of its log, and
+    StartInterruptedError as soon as `stop` is set."""
     deadline = clock() + timeout_s
     pending = list(waiting)
     while pending:
+        if stop is not None and stop.is_set():
+            raise StartInterruptedError("interrupted while the daemons were starting")
         for child, health in list(pending):
             code = child.proc.poll()
             if code is not None:

@@ -39,7 +39,7 @@ from launcher.up.broker_setup import (
     redact,
     start_brokers,
 )
-from launcher.up.children import Child, Children, wait_ready
+from launcher.up.children import Child, Children, StartInterruptedError, last_line, wait_ready
 from launcher.up.progress import Progress, follow
 from launcher.up.report import RunWindow, injection_log, print_table, results_body, run_failure
 from launcher.up.workdir import remove_stale, work_folder
@@ -92,6 +92,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         with work_folder() as tmp:
             return _run(args, scenario, dataset, plan, console, out, children, tmp, interrupted)
+    except StartInterruptedError as exc:
+        console.print(f"edgeoff up: {exc}; stopping everything")
+        return EXIT_INTERRUPTED
     except EdgeoffError as exc:  # StartError among them: something did not start
         fail(console, str(exc))
         return EXIT_FAILED
@@ -112,6 +115,7 @@ def _start_daemons(
     children: Children,
     health: Path,
     agent_out: Path,
+    interrupted: threading.Event,
 ) -> Child:
     """Sites and the prediction worker until ready, then the agent until ready; the agent."""
     python = sys.executable
@@ -135,7 +139,7 @@ def _start_daemons(
     worker_args = ["--dataset", args.dataset, *scenario_args]
     child = children.start("prediction-worker", [python, "-m", "prediction_worker", *worker_args], env)
     waiting.append((child, health / "prediction-worker.json"))
-    wait_ready(waiting, DAEMON_START_TIMEOUT_S)
+    wait_ready(waiting, DAEMON_START_TIMEOUT_S, interrupted)
     agent_env = {
         **brokers.env("EDGEOFF_AGENT_", agent_username(scenario.mobile_id)),
         "EDGEOFF_AGENT_AGENT": scenario.mobile_id,
@@ -148,7 +152,7 @@ def _start_daemons(
     }
     agent_args = ["--out", str(agent_out), *scenario_args]
     agent = children.start("agent", [python, "-m", "mobile_agent", *agent_args], agent_env)
-    wait_ready([(agent, health / "agent.json")], DAEMON_START_TIMEOUT_S)
+    wait_ready([(agent, health / "agent.json")], DAEMON_START_TIMEOUT_S, interrupted)
     return agent
 
 
@@ -174,7 +178,7 @@ def _run(
     health = tmp / "health"
     health.mkdir()
     agent_out = out / "agent.json"
-    agent = _start_daemons(args, scenario, dataset, brokers, children, health, agent_out)
+    agent = _start_daemons(args, scenario, dataset, brokers, children, health, agent_out, interrupted)
     window = RunWindow(start=time.time())
     atomic_write(out / "processes.json", json.dumps({"up": os.getpid(), **children.pids()}, indent=2) + "\n")
     progress = Progress(brokers.settings(OBSERVER), agent_id)
@@ -184,7 +188,9 @@ def _run(
         progress.stop()
     window = RunWindow(window.start, end=time.time())
     if agent.proc.poll() is None or not agent_out.exists():
-        fail(console, f"the agent wrote no results; see {agent.log_path}")
+        code = agent.proc.poll()
+        why = "it did not stop in time" if code is None else f"exit {code}: {last_line(agent.log_path)}"
+        fail(console, f"the agent wrote no results ({why}); see {agent.log_path}")
         return EXIT_FAILED
     died = [c for c in children.started if c is not agent and c.proc.poll() is not None]
     children.stop_all()  # the sites' records are complete once they stopped
