@@ -165,19 +165,21 @@ class MobileAgent(TaskExecution, RemoteAttempts, EventPump, PolicyPublishing):
             self.planner.engine.name,
         )
         try:
+            started = self.clock()
             self._pump(
-                self.clock() + self.settings.wait_sites_s,
-                lambda: self._all_sites_online() or self._refused is not None,
+                started + self._connect_wait_s(),
+                lambda: self.mqtt.connected.is_set() or self._refused is not None,
                 interruptible=True,
             )
             if not self.mqtt.connected.is_set() and not self.stop.is_set():
                 raise NotConnectedError(self._not_connected())
+            self._pump(started + self.settings.wait_sites_s, self._all_sites_online, interruptible=True)
             log.info(
                 "agent %s: sites online: %s",
                 self.settings.agent,
                 ", ".join(self.view.online_sites()) or "none",
             )
-            started = self.clock()
+            started = self.clock()  # the applications' clock
             while not self.stop.is_set() and self._more_apps(started):
                 self._run_app(self.record.apps_started)
             self._publish_policy()
@@ -185,13 +187,17 @@ class MobileAgent(TaskExecution, RemoteAttempts, EventPump, PolicyPublishing):
             self._shutdown()
         return self.results()
 
+    def _connect_wait_s(self) -> float:
+        """How long to wait for the broker at start: the sites' wait, and at least one connect timeout."""
+        return max(self.settings.wait_sites_s, self.settings.broker.connect_timeout_s)
+
     def _not_connected(self) -> str:
         broker = self.settings.broker
         where = f"the broker at {broker.host}:{broker.port}"
         if self._refused is not None:
             account = broker.username or "(anonymous)"
             return f"{where} refused the account {account} (reason code {self._refused})"
-        return f"could not connect to {where} in {self.settings.wait_sites_s:g} s (wait_sites_s)"
+        return f"could not connect to {where} in {self._connect_wait_s():g} s"
 
     def _all_sites_online(self) -> bool:
         return len(self.view.online_sites()) == len(self.site_ids) - 1

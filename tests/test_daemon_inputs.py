@@ -87,9 +87,13 @@ def test_the_agent_refuses_a_folder_as_out_before_running(tmp_path: Path) -> Non
 def test_the_agent_fails_when_it_never_reaches_the_broker(tmp_path: Path) -> None:
     out = tmp_path / "agent.json"
     port = _closed_port()
-    env = {"EDGEOFF_AGENT_BROKER__PORT": str(port), "EDGEOFF_AGENT_WAIT_SITES_S": "0.5"}
+    env = {
+        "EDGEOFF_AGENT_BROKER__PORT": str(port),
+        "EDGEOFF_AGENT_BROKER__CONNECT_TIMEOUT_S": "1",
+        "EDGEOFF_AGENT_WAIT_SITES_S": "0",  # no wait for sites; the broker still gets one connect timeout
+    }
     code, err = _run("mobile_agent", "--out", str(out), "--duration-s", "600", env=env)
     assert code == 1
-    assert f"edgeoff-agent: error: could not connect to the broker at 127.0.0.1:{port} in 0.5 s" in err
+    assert f"edgeoff-agent: error: could not connect to the broker at 127.0.0.1:{port} in 1 s" in err
     assert "Traceback" not in err
     assert not out.exists()
