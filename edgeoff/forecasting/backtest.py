@@ -52,7 +52,7 @@ from edgeoff.forecasting.selection import DEFAULT_INNER_FRACTION, default_candid
 from edgeoff.forecasting.series import DEFAULT_LAGS, DEFAULT_TRAIN_FRACTION, FloatArray, Forecaster
 from edgeoff.forecasting.svr import DEFAULT_CONTEXT
 from edgeoff.forecasting.walk_forward import ForecastError, walk_forward
-from edgeoff.traces import HOURS_PER_DAY, NodeTrace, TwoStateModel, daily_availability
+from edgeoff.traces import HOURS_PER_DAY, NodeTrace, TwoStateModel, daily_availability, past_trace
 
 __all__ = [
     "HOURLY_CONTEXT",
@@ -142,10 +142,9 @@ def hourly_states(trace: NodeTrace) -> tuple[int, FloatArray]:
 
 def training_model(trace: NodeTrace, cutoff_h: float) -> TwoStateModel | None:
     """Two-state model from the outages that ended by ``cutoff_h`` (hours since EPOCH); None if < 2."""
-    seen = trace.outages[trace.outages[:, 1] <= cutoff_h]
-    if len(seen) < 2:
+    past = past_trace(trace, cutoff_h)
+    if past is None or past.failures < 2:
         return None
-    past = NodeTrace(node=trace.node, outages=seen)
     return TwoStateModel(mttf_h=past.mttf_h, mttr_h=past.mttr_h)
 
 
