@@ -14,8 +14,9 @@ Message contract of `edgeoff/v1/predictions/{site}` (retained JSON :class:`~edge
 QoS 1), the fields of the model fixed by the wire contract:
 
 * while the detector holds the site up: `availability` is the forecast of the next window, `model` the
-  forecaster that made it (`svr`, `svr-features`, `ewm`, `last-value`, `training-mean`, `mttf`,
-  `steady-state:{node}` or `prior`, see :mod:`prediction_worker.availability_trace`);
+  forecaster that made it (`svr`, `svr-features`, `ewm`, `last-value`, `training-mean`, `mttf`, `belief`
+  (then the probability that the site stays up for the next task), `steady-state:{node}` or `prior`, see
+  :mod:`prediction_worker.availability_trace`);
 * while the site is suspected or offline: `availability` 0.0 and `model` `detector:down` (:data:`DOWN_MODEL`).
   This is how the agent learns of a failure within the detection time; the forecast is published again
   when the site is back up;
@@ -89,6 +90,7 @@ from prediction_worker.availability_trace import (
     DEFAULT_MAX_WINDOWS,
     DEFAULT_MIN_WINDOWS,
     DEFAULT_REFIT_EVERY,
+    DEFAULT_TASK_S,
     DEFAULT_WINDOW_S,
     SitePredictor,
     SiteTrace,
@@ -140,6 +142,7 @@ class WorkerSettings(DaemonSettings, OpsSettings):
     max_windows: Annotated[int, Field(ge=2)] = DEFAULT_MAX_WINDOWS
     min_windows: Annotated[int, Field(ge=2)] = DEFAULT_MIN_WINDOWS
     refit_every: Annotated[int, Field(ge=1)] = DEFAULT_REFIT_EVERY
+    belief_task_s: Annotated[float, Field(ge=0)] = DEFAULT_TASK_S  # horizon of the belief forecaster
     epsilon: Annotated[float, Field(ge=0, lt=1)] = 0.01  # smaller forecast moves are not published
     max_verdicts: Annotated[int, Field(ge=1)] = 1000  # verdicts kept per site in Redis
     shard: str = "0/1"
@@ -371,6 +374,7 @@ class PredictionWorker:
                 window_h=self.settings.window_trace_h,
                 min_windows=self.settings.min_windows,
                 refit_every=self.settings.refit_every,
+                task_windows=self.settings.belief_task_s / self.settings.window_s,
             ),
         )
         self._views[site] = view
