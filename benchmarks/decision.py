@@ -30,6 +30,7 @@ import numpy as np
 
 from edgeoff.cost import CostModel, TaskCosts
 from edgeoff.dag import plan_application
+from edgeoff.decision import solve as solve_tasks
 from edgeoff.mdp import policy_iteration, policy_iteration_batch
 from edgeoff.scenario import App, Scenario, default_scenario
 
@@ -134,9 +135,8 @@ def dag_figures(rng: np.random.Generator) -> dict[str, Any]:
 
         def per_task(problem: AppProblem = problem, rows: np.ndarray[Any, Any] = rows) -> object:
             costs = TaskCosts(problem.costs.time_s[rows], problem.costs.energy_j[rows])
-            return solve(
-                costs, problem.availability[rows], model, decision, problem.feasible[rows], validate=False
-            )
+            p, ok = problem.availability[rows], problem.feasible[rows]
+            return solve_tasks(costs, p, model, decision, ok, validate=False)
 
         timings = time_alternating({"dag": plan, "per-task": per_task})
         batch = [app_problem(scenario, model, app, rng) for _ in range(DAG_BATCH)]
