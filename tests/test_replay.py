@@ -196,6 +196,22 @@ def test_until_change_is_the_next_flip(node: ReplayNode) -> None:
         np.testing.assert_array_equal(replay.up(np.full(30, t) + step + eps)[:, 0], ~before)
 
 
+def test_since_change_is_the_last_flip(node: ReplayNode) -> None:
+    rng = np.random.default_rng(6)
+    compression = 600.0
+    replay = OutageReplay([node, None], rng.random((30, 2)), compression)
+    loop_s = node.length_min * 60 / compression
+    for t in loop_s + rng.random(20) * loop_s:  # a loop in: the last change is always inside the run
+        back = replay.since_change(t)
+        assert np.isinf(back[:, 1]).all()
+        step = back[:, 0]
+        assert (step >= 0).all()
+        now = replay.up(t)[:, 0]
+        eps = 1e-6
+        np.testing.assert_array_equal(replay.up(np.full(30, t) - step + eps)[:, 0], now)
+        np.testing.assert_array_equal(replay.up(np.full(30, t) - step - eps)[:, 0], ~now)
+
+
 def test_a_zero_offset_starts_at_the_test_start_and_compression_scales_time(node: ReplayNode) -> None:
     for compression in (60.0, 600.0):
         replay = OutageReplay([node], np.zeros((1, 1)), compression)

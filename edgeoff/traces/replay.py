@@ -23,7 +23,8 @@ way). An outage lasts at least :data:`MIN_OUTAGE_MIN` (a record fixed in the min
 whoever arrived in that minute).
 
 Queries are vectorised over repetitions and sites: :meth:`OutageReplay.up` (up or down at simulated time
-``t``) and :meth:`OutageReplay.until_change` (simulated seconds to the next change of state).
+``t``), :meth:`OutageReplay.until_change` (simulated seconds to the next change of state) and
+:meth:`OutageReplay.since_change` (since the last one, for the detector view).
 
 This module is pure: numpy only, no I/O, no clock, no randomness of its own.
 """
@@ -31,7 +32,7 @@ This module is pure: numpy only, no I/O, no clock, no randomness of its own.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -209,6 +210,13 @@ class _SiteLoop:
         out: FloatArray = np.where(wrapped, self.changes[0] + self.length, following) - position
         return out
 
+    def since_change(self, position: FloatArray) -> FloatArray:
+        """Minutes from the last change of state (at or before the positions, looping back) to them."""
+        j = np.searchsorted(self.changes, position, side="right") - 1
+        previous = np.where(j < 0, self.changes[-1] - self.length, self.changes[np.maximum(j, 0)])
+        out: FloatArray = position - previous
+        return out
+
 
 class OutageReplay:
     """Real outages of S sites for R repetitions, in simulated seconds since each repetition's start.
@@ -263,9 +271,20 @@ class OutageReplay:
     def until_change(self, t_s: npt.ArrayLike) -> FloatArray:
         """Simulated seconds from ``t_s`` to each site's next change of state, shape (R, S); +inf for a site
         that never fails. ``t_s + until_change(t_s)`` is the time of the next change."""
+        return self._per_site(t_s, _SiteLoop.until_change)
+
+    def since_change(self, t_s: npt.ArrayLike) -> FloatArray:
+        """Simulated seconds since each site's last change of state at ``t_s``, shape (R, S), counted through
+        the loop (the test part before the repetition's offset is its past too); +inf for a site that never
+        fails. What the detector view needs: a site down for at least the detection time is known down."""
+        return self._per_site(t_s, _SiteLoop.since_change)
+
+    def _per_site(
+        self, t_s: npt.ArrayLike, query: Callable[[_SiteLoop, FloatArray], FloatArray]
+    ) -> FloatArray:
         position = self._positions(t_s)
         out = np.full((self.reps, self.n_sites), np.inf)
         for s, loop in enumerate(self._loops):
             if loop is not None:
-                out[:, s] = loop.until_change(position[:, s]) * SECONDS_PER_MINUTE / self.time_compression
+                out[:, s] = query(loop, position[:, s]) * SECONDS_PER_MINUTE / self.time_compression
         return out
