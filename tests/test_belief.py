@@ -32,7 +32,7 @@ def test_the_per_task_probability_is_up_now_times_no_failure_during_the_task() -
     for r in range(2):
         assert got[r, 0] == 1.0  # the phone never fails
         for s in (1, 2):
-            mttf, mttr = belief.mean_up_s[s], belief.mean_down_s[s]
+            mttf, mttr = belief.mean_up[s], belief.mean_down[s]
             expected = up_probability(float(observed[r, s]), since[r, s], mttf, mttr) * np.exp(
                 -duration[r, 0] / mttf
             )
@@ -58,10 +58,10 @@ def test_what_the_belief_knows_and_forgets() -> None:
 def test_chains_come_from_the_training_models_in_simulated_seconds() -> None:
     models = [None, TwoStateModel(mttf_h=86.8, mttr_h=8.7)]
     belief = ChainBelief.from_models(models, time_compression=3600.0)  # one trace hour per second
-    np.testing.assert_allclose(belief.mean_up_s, [np.inf, 86.8])
-    np.testing.assert_allclose(belief.mean_down_s, [0.0, 8.7])
+    np.testing.assert_allclose(belief.mean_up, [np.inf, 86.8])
+    np.testing.assert_allclose(belief.mean_down, [0.0, 8.7])
     faster = ChainBelief.from_models(models, time_compression=7200.0)
-    assert faster.mean_up_s[1] == pytest.approx(43.4)
+    assert faster.mean_up[1] == pytest.approx(43.4)
 
 
 @pytest.mark.parametrize(

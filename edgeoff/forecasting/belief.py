@@ -9,9 +9,8 @@ Per site, the probability that it stays up for the next task, given the detector
 
 Two faces of the same chain:
 
-* :class:`ChainBelief`: the per-task probability, vectorised over repetitions and sites, in simulated (or
-  wall) seconds: what the engines with availability source ``belief`` (``mdp-belief``, ``dag-belief``) and
-  the live prediction worker publish.
+* :class:`ChainBelief`: the per-task probability, vectorised over repetitions and sites: what the engines
+  with availability source ``belief`` (``mdp-belief``, ``dag-belief``) and the live prediction worker use.
 * :class:`BeliefForecaster`: the :class:`~edgeoff.forecasting.series.Forecaster` protocol over an
   availability series of windows, so that the backtests and the per-site selection judge it like every
   other candidate. It reads the last window's value as the probability that the site is up at the window's
@@ -49,33 +48,34 @@ SECONDS_PER_HOUR = 3600.0
 
 @dataclass(frozen=True)
 class ChainBelief:
-    """Two-state chains of S sites, in seconds of the caller's clock (simulated or wall).
+    """Two-state chains of S sites. Every time here (means, time since, duration) is in one unit chosen by
+    the caller, as in :mod:`edgeoff.chain`: trace hours, or simulated or wall seconds (:meth:`from_models`).
 
     Attributes:
-        mean_up_s: mean up time (MTTF) per site, seconds, shape (S,); +inf for a site that never fails.
-        mean_down_s: mean down time (MTTR) per site, seconds, shape (S,), >= 0.
+        mean_up: mean up time (MTTF) per site, shape (S,); +inf for a site that never fails.
+        mean_down: mean down time (MTTR) per site, shape (S,), >= 0.
     """
 
-    mean_up_s: FloatArray
-    mean_down_s: FloatArray
+    mean_up: FloatArray
+    mean_down: FloatArray
 
     def __post_init__(self) -> None:
-        up = np.array(self.mean_up_s, dtype=np.float64)
-        down = np.array(self.mean_down_s, dtype=np.float64)
+        up = np.array(self.mean_up, dtype=np.float64)
+        down = np.array(self.mean_down, dtype=np.float64)
         if up.ndim != 1 or up.shape != down.shape:
-            raise PredictionError(f"mean_up_s {up.shape} and mean_down_s {down.shape} must be equal (S,)")
+            raise PredictionError(f"mean_up {up.shape} and mean_down {down.shape} must be equal (S,)")
         valid_up = np.all(up > 0) and not np.any(np.isnan(up))  # +inf: never fails
         if not (valid_up and np.all(down >= 0) and np.all(np.isfinite(down))):
             raise PredictionError("mean up times must be > 0 (inf: never fails), down times finite and >= 0")
         for array in (up, down):
             array.setflags(write=False)
-        object.__setattr__(self, "mean_up_s", up)
-        object.__setattr__(self, "mean_down_s", down)
+        object.__setattr__(self, "mean_up", up)
+        object.__setattr__(self, "mean_down", down)
 
     @classmethod
     def from_models(cls, models: Sequence[TwoStateModel | None], time_compression: float) -> ChainBelief:
-        """Chains from per-site models in trace hours (None: never fails), ``time_compression`` trace seconds
-        per second of the caller's clock (the mapping of the simulator's chain and replay)."""
+        """Chains in seconds of the caller's clock from per-site models in trace hours (None: never fails),
+        ``time_compression`` trace seconds per second of that clock (the simulator's chain and replay)."""
         if not (math.isfinite(time_compression) and time_compression > 0):
             raise PredictionError(f"time compression must be a positive number, got {time_compression}")
         scale = SECONDS_PER_HOUR / time_compression
@@ -85,43 +85,43 @@ class ChainBelief:
 
     @property
     def n_sites(self) -> int:
-        return int(self.mean_up_s.shape[0])
+        return int(self.mean_up.shape[0])
 
-    def p_up_now(self, observed_up: npt.ArrayLike, since_s: npt.ArrayLike) -> FloatArray:
-        """P(up now | the last observation ``observed_up`` (bool or P(up)) ``since_s`` seconds ago).
+    def p_up_now(self, observed_up: npt.ArrayLike, since: npt.ArrayLike) -> FloatArray:
+        """P(up now | the last observation ``observed_up`` (bool or P(up)), ``since`` ago).
 
         Args broadcast against shape (..., S); the result has their broadcast shape.
         """
         observed = np.asarray(observed_up, dtype=np.float64)
-        since = np.asarray(since_s, dtype=np.float64)
+        since = np.asarray(since, dtype=np.float64)
         if np.any(since < 0) or not np.all(np.isfinite(since)):
             raise PredictionError("the time since the last observation must be finite and >= 0")
-        fails = np.isfinite(self.mean_up_s)
-        up = np.where(fails, self.mean_up_s, 1.0)  # placeholders where the chain is not used
+        fails = np.isfinite(self.mean_up)
+        up = np.where(fails, self.mean_up, 1.0)  # placeholders where the chain is not used
         with np.errstate(invalid="ignore"):
-            chain = p_up_after(observed, since, up, self.mean_down_s)
+            chain = p_up_after(observed, since, up, self.mean_down)
         # age 0 is the observation itself (the closed form is 0 · inf there when the repair time is 0)
         now = np.where(since > 0, chain, observed)
         out: FloatArray = np.where(fails, now, 1.0)
         return out
 
     def stays_up_probability(
-        self, observed_up: npt.ArrayLike, since_s: npt.ArrayLike, duration_s: npt.ArrayLike
+        self, observed_up: npt.ArrayLike, since: npt.ArrayLike, duration: npt.ArrayLike
     ) -> FloatArray:
-        """P(up now and no failure for ``duration_s``): the belief an engine uses as a site's availability.
+        """P(up now and no failure for ``duration``): the belief an engine uses as a site's availability.
 
         Args:
             observed_up: the detector's last observation per site, bool (or P(up)), shape (..., S).
-            since_s: seconds since that observation, >= 0, broadcast to (..., S).
-            duration_s: seconds the task needs the site, >= 0, broadcast to (..., S) (e.g. (R, 1) per task).
+            since: the time since that observation, >= 0, broadcast to (..., S).
+            duration: the time the task needs the site, >= 0, broadcast to (..., S) (e.g. (R, 1) per task).
 
         Returns:
             Probabilities in [0, 1], the broadcast shape (..., S).
         """
-        duration = np.asarray(duration_s, dtype=np.float64)
+        duration = np.asarray(duration, dtype=np.float64)
         if np.any(duration < 0) or not np.all(np.isfinite(duration)):
             raise PredictionError("task durations must be finite and >= 0")
-        out: FloatArray = self.p_up_now(observed_up, since_s) * stays_up(duration, self.mean_up_s)
+        out: FloatArray = self.p_up_now(observed_up, since) * stays_up(duration, self.mean_up)
         return out
 
 
