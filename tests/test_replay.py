@@ -260,6 +260,17 @@ def test_bad_replay_settings_are_one_error(
         OutageReplay([node], uniform, compression)
 
 
+def test_the_same_seed_gives_the_same_offsets(node: ReplayNode) -> None:
+    a = OutageReplay.from_seed([None, node, node], 50, (4, 2), 3600.0)
+    b = OutageReplay.from_seed([None, node, node], 50, (4, 2), 3600.0)
+    other = OutageReplay.from_seed([None, node, node], 50, (5, 2), 3600.0)
+    np.testing.assert_array_equal(a.offset_min, b.offset_min)
+    assert not np.array_equal(a.offset_min, other.offset_min)
+    assert (a.offset_min[:, 0] == 0).all()
+    assert (a.offset_min[:, 1:] < node.length_min).all()
+    assert len(np.unique(a.offset_min[:, 1])) == 50  # each repetition its own offset
+
+
 def test_bad_times_are_one_error(node: ReplayNode) -> None:
     replay = OutageReplay([node], np.zeros((2, 1)), 60.0)
     for bad in (-1.0, np.inf, np.nan):

@@ -26,7 +26,8 @@ Queries are vectorised over repetitions and sites: :meth:`OutageReplay.up` (up o
 ``t``), :meth:`OutageReplay.until_change` (simulated seconds to the next change of state) and
 :meth:`OutageReplay.since_change` (since the last one, for the detector view).
 
-This module is pure: numpy only, no I/O, no clock, no randomness of its own.
+This module is pure: numpy only, no I/O, no clock; its only randomness is the seeded offsets of
+:meth:`OutageReplay.from_seed`.
 """
 
 from __future__ import annotations
@@ -244,6 +245,17 @@ class OutageReplay:
         lengths = np.array([0.0 if loop is None else loop.length for loop in self._loops])
         self.offset_min: FloatArray = u * lengths
         """Where each repetition enters each site's test part, minutes from its start, shape (R, S)."""
+
+    @classmethod
+    def from_seed(
+        cls, nodes: Sequence[ReplayNode | None], reps: int, seed: Sequence[int], time_compression: float
+    ) -> OutageReplay:
+        """R = ``reps`` repetitions with offsets drawn from ``numpy.random.default_rng(seed)``: the same seed,
+        the same offsets (every engine meets the same outages)."""
+        if reps < 0:
+            raise TraceError(f"repetitions must be >= 0, got {reps}")
+        uniform = np.random.default_rng(list(seed)).random((reps, len(nodes)))
+        return cls(nodes, uniform, time_compression)
 
     def _positions(self, t_s: npt.ArrayLike) -> FloatArray:
         """Trace minutes into each loop at simulated times ``t_s`` (scalar, (R,) or (R, S)), shape (R, S)."""
