@@ -131,9 +131,8 @@ def follow(instance: Instance, n: int, choose: object) -> float:
     return go(0, (), frozenset())
 
 
-CASES = [
-    (seed, tasks, sites) for seed in range(60) for tasks, sites in ((1, 2), (2, 3), (3, 3), (4, 3), (3, 4))
-]
+SHAPES = ((1, 2), (2, 3), (3, 3), (4, 3), (3, 4), (5, 3))  # (tasks, sites)
+CASES = [(seed, tasks, sites) for seed in range(60) for tasks, sites in SHAPES]
 
 
 @pytest.mark.parametrize(("seed", "tasks", "sites"), CASES)
@@ -158,6 +157,19 @@ def test_backward_induction_equals_exhaustive_search(seed: int, tasks: int, site
         # executing the plan (first choices and Algorithm 2's fallbacks) achieves the optimum
         achieved = follow(instance, n, policy)
         assert achieved == pytest.approx(optimum, rel=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_three_results_held_at_once(seed: int) -> None:
+    """A fan-out then fan-in: before task 4 the results of tasks 1, 2 and 3 are all still needed."""
+    rng = np.random.default_rng(500 + seed)
+    instance = random_instance(rng, 7, 3, reps=1)
+    instance = Instance((-1, 0, 0, 0, 3, 2, 1), instance.costs, instance.p, instance.feasible, instance.model)
+    plan = plan_application(
+        instance.sources, instance.costs, instance.p, instance.feasible, instance.model, DECISION
+    )
+    assert plan.structure.tasks[4].live == (1, 2, 3)
+    assert plan.expected_cost[0] == pytest.approx(expectimin(instance, 0), rel=1e-12)
 
 
 @pytest.mark.parametrize("seed", range(40))
