@@ -54,6 +54,7 @@ from edgeoff.scenario import Scenario, load_scenario
 from edgeoff.wire import topics
 from edgeoff.wire.messages import TaskResult
 from edgeoff.wire.mqtt import MqttClient, MqttEvent
+from mobile_agent.dag_plan import DagApplication, start_application
 from mobile_agent.events import EventPump
 from mobile_agent.meter import summarise_run
 from mobile_agent.planner import (
@@ -145,6 +146,7 @@ class MobileAgent(TaskExecution, RemoteAttempts, EventPump, PolicyPublishing):
         self._policy_body: dict[str, Any] | None = None
         self._last_fallback: dict[str, Any] | None = None
         self._refused: int | None = None
+        self._application: DagApplication | None = None
         self.record = RunRecord()
 
     # ------------------------------------------------------------------ the run
@@ -213,6 +215,7 @@ class MobileAgent(TaskExecution, RemoteAttempts, EventPump, PolicyPublishing):
     def _run_app(self, run: int) -> None:
         self.record.apps_started += 1
         specs = sample_app_run(self.scenario, self.rng)
+        self._application = start_application(self.planner, specs, self.view)
         site_of: list[int] = []
         for spec in specs:
             if self.stop.is_set():  # SIGTERM: stop after the current task
