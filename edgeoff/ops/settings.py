@@ -13,9 +13,19 @@ from typing import Annotated, Literal, TypeVar
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings
 
-__all__ = ["DEFAULT_HEALTH_INTERVAL_S", "OpsSettings", "add_ops_arguments", "settings_from_args"]
+__all__ = [
+    "DEFAULT_HEALTH_INTERVAL_S",
+    "DEFAULT_LOOP_WATCHDOG_S",
+    "OpsSettings",
+    "add_ops_arguments",
+    "settings_from_args",
+]
 
 DEFAULT_HEALTH_INTERVAL_S = 1.0  # health file rewrite and Redis probe period; probes allow several seconds
+# A serve loop silent this long is hung: the daemon exits so that its supervisor restarts it. Well above any
+# legitimate pause of a loop (an SVR fit, a policy iteration: well under a second), equal to systemd's
+# WatchdogSec of the units, and as long as the health check that kills a frozen daemon under compose.
+DEFAULT_LOOP_WATCHDOG_S = 30.0
 
 
 class OpsSettings(BaseModel):
@@ -26,6 +36,8 @@ class OpsSettings(BaseModel):
     metrics_host: str = "0.0.0.0"  # bind address of the metrics endpoint (a pod IP must be scrapable)
     health_file: Path | None = None  # JSON health record, rewritten atomically; read by `edgeoff health`
     health_interval_s: Annotated[float, Field(gt=0)] = DEFAULT_HEALTH_INTERVAL_S
+    # seconds without a pass of the serve loop before the daemon exits (edgeoff.ops.watchdog); 0: off
+    loop_watchdog_s: Annotated[float, Field(ge=0)] = DEFAULT_LOOP_WATCHDOG_S
 
 
 def add_ops_arguments(parser: argparse.ArgumentParser) -> None:
