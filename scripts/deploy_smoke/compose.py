@@ -93,7 +93,7 @@ def _agent_progress(compose: Compose) -> dict[str, int]:
 
 def _sites_seen_online(compose: Compose, wait_s: int) -> set[str]:
     seen = set()
-    for topic, status in compose.mqtt_read("edgeoff/v1/sites/+/status", count=200, wait_s=wait_s):
+    for topic, status in compose.mqtt_read("edgeoff/v1/sites/+/status", count=len(SITES), wait_s=wait_s):
         if status.get("state") == "online":
             seen.add(topic.split("/")[3])
         if seen == set(SITES):
@@ -183,25 +183,34 @@ def _up(summary: Summary, compose: Compose) -> None:
 
 
 def _checks(summary: Summary, compose: Compose) -> None:
-    seen = _sites_seen_online(compose, wait_s=30)
+    seen: set[str] = set()
+    wait_for(
+        "every site online",
+        lambda: seen.update(_sites_seen_online(compose, wait_s=5)) or seen == set(SITES),
+        timeout=60,
+    )
     summary.check("every site online", seen == set(SITES), ", ".join(sorted(seen)))
     first = wait_for(
         "an application run to complete", lambda: _agent_progress(compose).get("apps_done"), timeout=120
     )
     summary.check("applications complete", first > 0, f"{first} app runs done so far")
 
-    # SIGKILL: the site dies like a crashed process; `restart:` brings it back; the agent falls back meanwhile.
+    # SIGKILL: the site dies like a crashed process; `restart:` brings it back. Meanwhile the agent learns it
+    # is down (its Last Will), sends its tasks elsewhere, and fails over any task it had in flight there.
     restarts = int(compose.state("site-ed")["RestartCount"])
+    progress = _agent_progress(compose).get("apps_done", 0)
     killed_at = time.time()
     os.kill(compose.daemon_pid("site-ed"), signal.SIGKILL)
     summary.figure("sigkill_restart_to_healthy_s", _wait_restarted(compose, "site-ed", restarts, timeout=60))
-    fell_back = wait_for(
-        "the agent to fall back from ed",
-        lambda: [line for line in compose.logs("agent", killed_at).splitlines() if "failed on ed" in line],
-        timeout=60,
-    )
+    after = _agent_progress(compose).get("apps_done", 0)
+    agent_log = compose.logs("agent", killed_at).splitlines()
+    down = [line for line in agent_log if "site ed is down" in line]
+    fallbacks = [line for line in agent_log if "failed on ed" in line]
+    summary.figure("fallbacks_from_ed_after_sigkill", len(fallbacks))
     summary.check(
-        "SIGKILLed site restarted, agent fell back meanwhile", True, f"{len(fell_back)} fallbacks from ed"
+        "SIGKILLed site restarted; the agent saw it down and went on elsewhere",
+        bool(down) and after > progress,
+        f"{len(down)} down notices, app runs {progress} -> {after}, {len(fallbacks)} tasks failed over from ed",
     )
 
     # A hung loop (the main thread frozen, the other threads run on) and a frozen process (SIGSTOP), together.
