@@ -250,9 +250,7 @@ def _checks(summary: Summary, compose: Compose) -> None:
     apps, fallbacks = int(results.get("apps_completed", 0)), int(results.get("fallbacks", 0))
     summary.figure("apps_completed", apps)
     summary.figure("fallbacks", fallbacks)
-    summary.check(
-        "the agent wrote its results", apps > 0 and fallbacks > 0, f"{apps} app runs, {fallbacks} fallbacks"
-    )
+    summary.check("the agent wrote its results", apps > 0, f"{apps} app runs, {fallbacks} fallbacks")
 
 
 def _down(summary: Summary, compose: Compose, docker: Docker, volumes_before: set[str]) -> None:
