@@ -44,12 +44,11 @@ from local_brokers import start_brokers
 
 from edgeoff.wire import topics
 from edgeoff.wire.codec import decode_json
-from edgeoff.wire.messages import Prediction
+from edgeoff.wire.messages import DOWN_MODEL, Prediction
 from edgeoff.wire.mqtt import Connected, Message, MqttClient, MqttEvent
 from edgeoff.wire.settings import BrokerSettings
-from launcher.up import Children
+from launcher.up.children import Children
 from prediction_worker.detector import FixedTimeoutDetector, PhiAccrualDetector
-from prediction_worker.store import DOWN_MODEL
 
 HEARTBEAT_S = 0.15  # the paper's interval (the site daemon reads it from the scenario)
 MISSED = 10

@@ -21,9 +21,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from launcher.brokers import generate_secrets
 from edgeoff.errors import EdgeoffError
 from edgeoff.scenario import load_scenario
+from launcher.brokers import generate_secrets
 
 HERE = Path(__file__).resolve().parent
 

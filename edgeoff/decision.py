@@ -27,6 +27,7 @@ __all__ = [
     "Policy",
     "build_rewards",
     "build_transitions",
+    "is_feasible_value",
     "next_action",
     "solve",
 ]
@@ -34,6 +35,13 @@ __all__ = [
 # An action the site cannot host (memory) gets this reward: finite, so the linear solve stays exact, and far
 # below any real cost (seconds and joules of one task are O(1..100)).
 INFEASIBLE_REWARD = -1e9
+
+
+def is_feasible_value(q: np.ndarray) -> np.ndarray:
+    """Mask of action values (any shape) that belong to feasible actions: finite and far above
+    INFEASIBLE_REWARD (a Q-value adds the discounted value of what follows, so it is never exactly it)."""
+    out: np.ndarray = np.isfinite(q) & (q > INFEASIBLE_REWARD / 2)
+    return out
 
 
 @dataclass(frozen=True)

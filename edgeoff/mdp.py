@@ -18,14 +18,15 @@ The algorithm is Howard's policy iteration with exact evaluation, step by step:
 4. stop when ``π' == π`` (the returned policy is ``π`` and the values are ``v_π``) or after ``max_iter``
    evaluations (then the last *evaluated* policy is returned, not the improved one, again as pymdptoolbox).
 
-:func:`policy_iteration` solves one MDP; :func:`policy_iteration_batch` solves N independent MDPs at once
-with stacked linear solves and gives the same policies as the single solver, problem by problem.
+:func:`policy_iteration_batch` solves N independent MDPs at once with stacked linear solves: it is the
+solver the decision engine (live and offline) uses. :func:`policy_iteration` solves one MDP, step for step
+as pymdptoolbox does: it is the reference the batched solver is tested against (same policies, problem by
+problem), and the one the benchmarks compare with pymdptoolbox.
 Invalid input raises :class:`edgeoff.errors.DecisionError`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -48,21 +49,6 @@ FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]
 _Array = TypeVar("_Array", bound=NDArray[Any])
 
-
-def _solve_with_checks(system: FloatArray, rhs: FloatArray) -> FloatArray:
-    """``np.linalg.solve`` for one system: ``system (S, S) @ x = rhs (S,)``, returns ``x (S,)``."""
-    return cast(FloatArray, np.linalg.solve(system, rhs))
-
-
-_solve_system: Callable[[FloatArray, FloatArray], FloatArray]
-try:
-    # The gufunc behind np.linalg.solve for one right-hand side: the same LAPACK gesv and the same bits,
-    # without the ~3 us of Python wrapping per call that would be most of the single solver's time on 5x5.
-    # Its wrapper's extra service, a LinAlgError on a singular matrix, is moot here: I - γ P_π with γ < 1 is
-    # strictly diagonally dominant, hence invertible, for every validated model.
-    from numpy.linalg._umath_linalg import solve1 as _solve_system
-except ImportError:  # pragma: no cover - a numpy without the private module
-    _solve_system = _solve_with_checks
 
 #: Largest accepted deviation of a transition row sum from 1 (rounding of normalised probabilities).
 ROW_SUM_TOLERANCE = 1e-9
@@ -255,7 +241,7 @@ def policy_iteration(
     iterations = 0
     while True:
         iterations += 1
-        values = _solve_system(system_rows[policy, states], R[states, policy])
+        values = cast(FloatArray, np.linalg.solve(system_rows[policy, states], R[states, policy]))
         q_by_action = P @ values  # (A, S): one (S, S) product per action, like pymdptoolbox
         q_by_action *= discount
         q_by_action += rewards_by_action

@@ -18,12 +18,13 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from edgeoff.errors import ScenarioError
+from edgeoff.ids import Id
 
 __all__ = [
     "SITE_TYPES",
     "App",
     "Decision",
-    "Detection",
+    "Detector",
     "Link",
     "NetworkArrays",
     "Power",
@@ -38,7 +39,7 @@ __all__ = [
 
 SiteType = Literal["MD", "ED", "EC", "ER", "CD"]
 SITE_TYPES: tuple[SiteType, ...] = ("MD", "ED", "EC", "ER", "CD")
-SiteId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]  # also safe as an MQTT topic level
+SiteId = Id  # also safe as an MQTT topic level (edgeoff.ids)
 Positive = Annotated[float, Field(gt=0)]
 NonNegative = Annotated[float, Field(ge=0)]
 
@@ -75,7 +76,9 @@ class Power(_Model):
     battery_j: Positive
 
 
-class Detection(_Model):
+class Detector(_Model):
+    """The heartbeat failure detector: a site missing `missed_heartbeats` in a row is declared down."""
+
     heartbeat_ms: Positive = 150.0
     missed_heartbeats: Annotated[int, Field(ge=1)] = 10
 
@@ -187,7 +190,7 @@ class Scenario(_Model):
     sites: tuple[Site, ...] = Field(min_length=2)
     links: tuple[Link, ...]
     power: Power
-    detection: Detection = Detection()
+    detection: Detector = Detector()
     simulation: Simulation = Simulation()
     decision: Decision = Decision()
     task_classes: dict[str, TaskClass]

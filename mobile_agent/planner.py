@@ -27,14 +27,13 @@ import numpy as np
 
 from edgeoff.baselines import KubeHybridSettings, kubehybrid_scores
 from edgeoff.cost import CostModel, TaskCosts
-from edgeoff.decision import next_action, solve
+from edgeoff.decision import is_feasible_value, next_action, solve
 from edgeoff.engines import Engine
 from edgeoff.errors import EvaluationError, NoFeasibleSolutionError
 from edgeoff.scenario import Decision, Scenario
-from edgeoff.wire.messages import Prediction, SiteProfile, SiteStatus
+from edgeoff.wire.messages import DOWN_MODEL, Prediction, SiteProfile, SiteStatus
 
 __all__ = [
-    "DOWN_MODEL",
     "LIVE_ENGINES",
     "AgentView",
     "Change",
@@ -49,7 +48,6 @@ __all__ = [
     "sample_app_run",
 ]
 
-DOWN_MODEL = "detector:down"  # the prediction worker's model name while it suspects a site
 LIVE_ENGINES = ("mdp-svr", "mdp-selected", "efpo", "kubehybrid", "mdp-reactive")  # mdp-oracle: offline only
 
 Change = Literal["ignored", "unchanged", "changed", "down", "up"]
@@ -310,7 +308,7 @@ class PolicySnapshot:
             "policy": {site_ids[s]: site_ids[int(a)] for s, a in enumerate(self.policy)},
             "q": {
                 site_ids[s]: {
-                    site_ids[a]: (round(float(v), 6) if np.isfinite(v) and v > -1e8 else None)
+                    site_ids[a]: (round(float(v), 6) if is_feasible_value(v) else None)
                     for a, v in enumerate(row)
                 }
                 for s, row in enumerate(self.values)

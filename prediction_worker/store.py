@@ -16,13 +16,11 @@ from redis.typing import EncodableT, FieldT
 
 from edgeoff.wire import topics
 from edgeoff.wire.errors import StoreError
-from edgeoff.wire.messages import Prediction
+from edgeoff.wire.messages import DOWN_MODEL, Prediction
 from edgeoff.wire.settings import RedisSettings
 from edgeoff.wire.store import KEY_PREFIX, redis_client
 
-__all__ = ["DOWN_MODEL", "PredictionStore"]
-
-DOWN_MODEL = "detector:down"  # `model` of the prediction published while a site is suspected
+__all__ = ["PredictionStore"]
 
 
 # KEYS[1] prediction hash; ARGV availability, model, ts, up, worker, error_mae ('' for none).

@@ -3,7 +3,7 @@
 The chain alternates up and down periods with exponential durations of means MTTF and MTTR (hours, from
 the node's trace). A compression factor of `c` trace seconds per wall second turns an hour of the trace
 into 3600 / c wall seconds (3600: one trace hour per second). The core is pure: a seeded numpy Generator
-in, a sequence of phases out; the daemon consumes the phases against its own clock.
+in, a sequence of up and down periods out; the daemon consumes the periods against its own clock.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from edgeoff.errors import TraceError
 from edgeoff.scenario import Scenario
 from edgeoff.traces import NodeTrace
 
-__all__ = ["DEFAULT_TIME_COMPRESSION", "FailureModel", "Phase", "failure_model_for_site", "phases"]
+__all__ = ["DEFAULT_TIME_COMPRESSION", "FailureModel", "Period", "failure_model_for_site", "periods"]
 
 DEFAULT_TIME_COMPRESSION = 3600.0  # one trace hour per wall second: a day of LANL history in 24 s
 SECONDS_PER_HOUR = 3600.0
@@ -52,17 +52,19 @@ class FailureModel:
 
 
 @dataclass(frozen=True)
-class Phase:
+class Period:
+    """One period of the chain: the site is up (or down) for `duration_s` wall seconds."""
+
     state: Literal["up", "down"]
     duration_s: float
 
 
-def phases(model: FailureModel, rng: np.random.Generator) -> Iterator[Phase]:
+def periods(model: FailureModel, rng: np.random.Generator) -> Iterator[Period]:
     """Endless alternation up, down, up, ... with exponential durations (wall seconds); starts up."""
     while True:
-        yield Phase("up", float(rng.exponential(model.mean_up_s)))
+        yield Period("up", float(rng.exponential(model.mean_up_s)))
         down = float(rng.exponential(model.mean_down_s)) if model.mean_down_s > 0 else 0.0
-        yield Phase("down", down)
+        yield Period("down", down)
 
 
 def failure_model_for_site(

@@ -25,7 +25,7 @@ from site_daemon.execution import (
     execution_time_s,
     scan_chunks,
 )
-from site_daemon.failure_injection import FailureModel, Phase, failure_model_for_site, phases
+from site_daemon.failure_injection import FailureModel, Period, failure_model_for_site, periods
 
 
 def task(**fields: object) -> TaskRequest:
@@ -212,12 +212,12 @@ def test_failure_model_scales_trace_hours_to_wall_seconds() -> None:
         {"mttf_h": 1, "mttr_h": 1, "time_compression": 0},
     ):
         with pytest.raises(ValueError, match="must be"):
-            FailureModel(**bad)  # type: ignore[arg-type]
+            FailureModel(**bad)
 
 
 def test_phases_alternate_and_their_means_match_mttf_and_mttr() -> None:
     model = FailureModel(mttf_h=86.8, mttr_h=8.7, time_compression=3600)
-    sample = list(itertools.islice(phases(model, np.random.default_rng(42)), 40_000))
+    sample = list(itertools.islice(periods(model, np.random.default_rng(42)), 40_000))
     assert [p.state for p in sample[:4]] == ["up", "down", "up", "down"]
     up = np.array([p.duration_s for p in sample if p.state == "up"])
     down = np.array([p.duration_s for p in sample if p.state == "down"])
@@ -233,15 +233,15 @@ def test_phases_alternate_and_their_means_match_mttf_and_mttr() -> None:
 def test_phases_are_deterministic_by_seed() -> None:
     model = FailureModel(mttf_h=10, mttr_h=1)
 
-    def first(seed: int) -> list[Phase]:
-        return list(itertools.islice(phases(model, np.random.default_rng(seed)), 50))
+    def first(seed: int) -> list[Period]:
+        return list(itertools.islice(periods(model, np.random.default_rng(seed)), 50))
 
     assert first(7) == first(7)
     assert first(7) != first(8)
 
 
 def test_zero_mttr_gives_zero_downtime() -> None:
-    sample = list(itertools.islice(phases(FailureModel(mttf_h=1, mttr_h=0), np.random.default_rng(0)), 10))
+    sample = list(itertools.islice(periods(FailureModel(mttf_h=1, mttr_h=0), np.random.default_rng(0)), 10))
     assert all(p.duration_s == 0 for p in sample if p.state == "down")
 
 

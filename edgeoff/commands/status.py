@@ -45,7 +45,6 @@ CONNECT_TIMEOUT_S = 5.0  # a broker that has not accepted us by then is reported
 REDIS_TIMEOUT_S = 1.0  # Redis is optional here: do not wait long for it
 SCAN_COUNT = 500  # keys per SCAN round trip
 EXIT_OK = 0
-EXIT_UNREACHABLE = 2
 POLL_S = 0.05  # inbox wait while collecting (the loop also checks its deadline)
 ALL_TOPICS = f"{topics.PREFIX}/#"
 

@@ -39,10 +39,21 @@ from edgeoff.ops.systemd import Notifier
 from edgeoff.ops.watchdog import LoopWatchdog
 from edgeoff.wire.settings import RedisSettings
 
-__all__ = ["EXIT_CONFIG", "ObservedSettings", "Operations", "RedisProbe", "Service", "run_daemon"]
+__all__ = [
+    "EXIT_CONFIG",
+    "MAX_IDLE_WAIT_S",
+    "ObservedSettings",
+    "Operations",
+    "RedisProbe",
+    "Service",
+    "run_daemon",
+]
 
 log = logging.getLogger("edgeoff.ops")
 
+# A serve loop waits at most this long before it re-checks its stop flag (a signal handler only sets the
+# flag); an event wakes it at once, so this bounds idle waits only.
+MAX_IDLE_WAIT_S = 0.1
 EXIT_CONFIG = 2  # bad settings or configuration: the code argparse uses for usage errors
 PROBE_TIMEOUT_S = 1.0  # a Redis that takes longer to answer PING is not ready
 PROBE_JOIN_S = 5.0

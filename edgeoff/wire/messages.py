@@ -11,7 +11,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from edgeoff.ids import Id
+
 __all__ = [
+    "DOWN_MODEL",
     "MAX_ERROR_CHARS",
     "MAX_TASK_OUTPUT_BYTES",
     "MAX_TASK_PAYLOAD_BYTES",
@@ -30,8 +33,9 @@ MAX_TASK_PAYLOAD_BYTES = (
 MAX_TASK_OUTPUT_BYTES = 1024 * 1024  # results are summaries (offsets, digests), never bulk data
 MAX_ERROR_CHARS = 500  # an error is a one-line reason, not a traceback
 MAX_NAME_CHARS = 128  # app, task and model names
+# `model` of the prediction a worker publishes while its failure detector suspects the site (availability 0)
+DOWN_MODEL = "detector:down"
 
-Id = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]  # the topic id pattern (topics.ID_PATTERN)
 HandlerName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")]
 Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS)]
 NonNegative = Annotated[float, Field(ge=0)]

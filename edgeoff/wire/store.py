@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 
 KEY_PREFIX = "edgeoff:v1:"  # versioned like the topics
 RESULT_TTL_MS = 24 * 3600 * 1000  # results are read by the agent within seconds; a day leaves room to debug
-CLAIM_AFTER_RESULT_MS = RESULT_TTL_MS  # once a result exists the claim lives as long as the result
 
 # KEYS[1] claim, KEYS[2] result; ARGV[1] site, ARGV[2] lease (ms). 1 = claimed, 0 = taken or already done.
 _CLAIM_LUA = """

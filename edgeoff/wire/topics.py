@@ -17,15 +17,17 @@ every id on the way in (building) and on the way out (parsing).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+from edgeoff.ids import ID_PATTERN
 from edgeoff.wire.errors import TopicError
 
 __all__ = [
     "ID_PATTERN",
     "PREFIX",
+    "QOS_AT_LEAST_ONCE",
+    "QOS_AT_MOST_ONCE",
     "SITE_TOPIC_KINDS",
     "ParsedTopic",
     "SiteTopicKind",
@@ -39,8 +41,12 @@ __all__ = [
     "validate_id",
 ]
 
+# Heartbeats go at QoS 0: a lost one is what the detector is for. Everything else at QoS 1, made idempotent
+# by its receiver (task ids and attempts, session numbers, versions).
+QOS_AT_MOST_ONCE = 0
+QOS_AT_LEAST_ONCE = 1
+
 PREFIX = "edgeoff/v1"  # versioned so a v2 contract can run beside v1 on one broker
-ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")  # matched with fullmatch: never a wildcard or separator
 
 SiteTopicKind = Literal["status", "profile", "heartbeat", "tasks"]
 TopicKind = Literal["status", "profile", "heartbeat", "tasks", "results", "prediction", "policy"]

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import IO, Literal, TypeVar
 
 import pytest
 import redis
@@ -29,6 +29,8 @@ from edgeoff.wire.mqtt import Connected, Message, MqttClient, MqttEvent, wait_pu
 from edgeoff.wire.settings import BrokerSettings
 from edgeoff.wire.store import TaskStore
 
+from needs import missing
+
 T = TypeVar("T")
 
 START_TIMEOUT_S = 10.0  # a server or daemon that is not up by then is broken, not slow
@@ -36,8 +38,12 @@ STOP_TIMEOUT_S = 5.0  # after SIGTERM; then SIGKILL
 POLL_S = 0.02  # polling interval of wait_for (the condition is cheap)
 
 
-def wait_for(condition: Callable[[], T], timeout: float, what: str) -> T:
-    """Poll `condition` until it returns a truthy value (returned) or fail the test after `timeout`."""
+def wait_for(condition: Callable[[], T | Literal[False] | None], timeout: float, what: str) -> T:
+    """Poll `condition` until it returns a truthy value (returned) or fail the test after `timeout`.
+
+    The result is typed without the `None` and `False` that mean "not yet", so a condition like
+    `lambda: result_of(...)` (`TaskResult | None`) gives a `TaskResult`.
+    """
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
@@ -67,7 +73,7 @@ def _binary(name: str) -> str:
         (str(p) for p in (Path("/usr/sbin") / name, Path("/usr/local/sbin") / name) if p.is_file()), None
     )
     if path is None:
-        pytest.skip(f"{name} is not installed (Debian/Ubuntu: apt-get install mosquitto redis-server)")
+        missing(f"{name} is not installed (Debian/Ubuntu: apt-get install mosquitto redis-server)")
     return path
 
 
@@ -212,8 +218,10 @@ class Observer:
         self._drain()
         return [m for m in self.messages if m.topic == topic]
 
-    def wait(self, condition: Callable[[Observer], T], timeout: float, what: str) -> T:
-        def check() -> T:
+    def wait(
+        self, condition: Callable[[Observer], T | Literal[False] | None], timeout: float, what: str
+    ) -> T:
+        def check() -> T | Literal[False] | None:
             self._drain()
             return condition(self)
 
