@@ -7,6 +7,7 @@ import argparse
 import logging
 import socket
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,15 @@ import redis
 from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from edgeoff.ops import EXIT_CONFIG, Operations, OpsSettings, run_daemon
+from edgeoff.ops import (
+    EXIT_CONFIG,
+    HealthCheck,
+    Operations,
+    OpsSettings,
+    check_health,
+    read_health,
+    run_daemon,
+)
 from edgeoff.ops import daemon as ops_daemon
 from edgeoff.ops.watchdog import EXIT_HUNG, LoopWatchdog
 from edgeoff.wire.settings import DaemonSettings, RedisSettings
@@ -114,12 +123,12 @@ def _closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _run(build: Any) -> int:
+def _run(build: Any, health_file: Path | None = None) -> int:
     return run_daemon(
         prog="t",
         argv=[],
         parser=argparse.ArgumentParser(prog="t"),
-        settings_from_args=lambda args: _Settings(),
+        settings_from_args=lambda args: _Settings(health_file=health_file),
         build=build,
         label=lambda s: {"t": "x"},
         check_redis=False,
@@ -151,6 +160,26 @@ def test_build_is_retried_while_redis_cannot_be_reached(caplog: pytest.LogCaptur
     retries = [r for r in caplog.records if "Redis not reachable at start" in r.getMessage()]
     assert len(retries) == 2
     assert all(r.exc_info is None for r in retries)  # one line each, no traceback
+
+
+@pytest.mark.usefixtures("fast_retry")
+def test_a_daemon_waiting_for_redis_is_alive_but_not_ready(tmp_path: Path) -> None:
+    """A liveness probe (health file fresh) must not kill it; readiness (ready) keeps traffic away."""
+    health = tmp_path / "health.json"
+    seen: list[tuple[HealthCheck, bool]] = []
+
+    def build(settings: _Settings, stop: threading.Event, ops: Operations) -> _Service:
+        if health.exists():
+            alive = check_health(health, max_age_s=10.0, need_ready=False, now=time.time())
+            seen.append((alive, read_health(health).ready))
+            return _Service(ops)
+        raise redis.ConnectionError("Error -2 connecting to redis:6379. Name or service not known.")
+
+    assert _run(build, health) == 0
+    assert len(seen) == 1
+    alive, ready = seen[0]
+    assert alive.ok, alive.message
+    assert ready is False
 
 
 @pytest.mark.usefixtures("fast_retry")

@@ -327,8 +327,9 @@ def _build_when_redis_answers(
     build: Callable[[S, threading.Event, Operations], Service],
 ) -> Service | None:
     """`build`, retried while Redis cannot be reached (not resolvable or not listening yet, as in a cold
-    start of a cluster), with the broker's reconnect backoff and one log line per attempt; None when `stop`
-    is set meanwhile. A refused password is a configuration error (EdgeoffError), not retried."""
+    start of a cluster), with exponential backoff (0.5 s doubling to 10 s) and one log line per attempt,
+    keeping the health file fresh (not ready) meanwhile; None when `stop` is set. A refused password is a
+    configuration error (EdgeoffError), not retried."""
     delay = START_RETRY_MIN_S
     while True:
         try:
@@ -339,5 +340,10 @@ def _build_when_redis_answers(
             wait = random.uniform(delay / 2, delay)
             log.warning("%s: Redis not reachable at start (%s); retrying in %.1f s", prog, exc, wait)
             delay = min(delay * 2, START_RETRY_MAX_S)
-        if stop.wait(wait):
-            return None
+        # Alive but not ready while it waits: a fresh, not-ready health record (a liveness probe must not
+        # kill a daemon that is only waiting for Redis) and systemd's watchdog pings.
+        deadline = time.monotonic() + wait
+        while (remaining := deadline - time.monotonic()) > 0:
+            ops.tick(connected=False)
+            if stop.wait(min(remaining, ops.settings.health_interval_s)):
+                return None
