@@ -26,6 +26,7 @@ from edgeoff.commands.parser import OneLineParser
 
 __all__ = [
     "DEFAULT_HEALTH_INTERVAL_S",
+    "DEFAULT_LOOP_WATCHDOG_S",
     "OpsSettings",
     "field_comments",
     "settings_file",
@@ -34,6 +35,10 @@ __all__ = [
 ]
 
 DEFAULT_HEALTH_INTERVAL_S = 1.0  # health file rewrite and Redis probe period; probes allow several seconds
+# A serve loop silent this long is hung: the daemon exits so that its supervisor restarts it. Well above any
+# legitimate pause of a loop (an SVR fit, a policy iteration: well under a second), equal to systemd's
+# WatchdogSec of the units, and as long as the health check that kills a frozen daemon under compose.
+DEFAULT_LOOP_WATCHDOG_S = 30.0
 
 _DECLARATION = re.compile(r"^\s+(\w+)\s*:[^#]*?(?:#\s*(.+))?$")
 _COMMENT = re.compile(r"^\s+#\s?(.*)$")
@@ -47,6 +52,8 @@ class OpsSettings(BaseModel):
     metrics_host: str = "0.0.0.0"  # bind address of the metrics endpoint (a pod IP must be scrapable)
     health_file: Path | None = None  # JSON health record, rewritten atomically; read by `edgeoff health`
     health_interval_s: Annotated[float, Field(gt=0)] = DEFAULT_HEALTH_INTERVAL_S  # health file period
+    # seconds without a pass of the serve loop before the daemon exits (edgeoff.ops.watchdog); 0: off
+    loop_watchdog_s: Annotated[float, Field(ge=0)] = DEFAULT_LOOP_WATCHDOG_S
 
 
 def field_comments(model: type[BaseModel]) -> dict[str, str]:
