@@ -22,7 +22,11 @@ from mobile_agent.planner import Change, Planner
 from mobile_agent.record import RunRecord
 from mobile_agent.settings import AgentSettings
 
-__all__ = ["EventPump"]
+__all__ = ["REFUSED_CODES", "EventPump"]
+
+# CONNACK reason codes of a broker that will not take these credentials, however often asked: MQTT v5 bad
+# user name or password (0x86), not authorized (0x87); MQTT 3.1.1 codes 4 and 5.
+REFUSED_CODES = frozenset({0x86, 0x87, 4, 5})
 
 log = logging.getLogger("edgeoff.agent")
 
@@ -47,6 +51,7 @@ class EventPump:
     _policy_dirty: bool
     _sent: dict[tuple[str, int], int]
     _results: dict[tuple[str, int], TaskResult]
+    _refused: int | None  # the broker's reason code when it refused our connection (bad credentials)
 
     if TYPE_CHECKING:  # provided by another part of the class; declared for the type checker
 
@@ -87,8 +92,11 @@ class EventPump:
                 for key in list(self._sent):  # a result published while we reconnected may be stored only
                     if key not in self._results:
                         self._read_back(key)
+                self._refused = None
             case Disconnected():
                 log.warning("agent %s: disconnected (reason %d)", self.settings.agent, event.reason_code)
+                if event.reason_code in REFUSED_CODES and not self.mqtt.connected.is_set():
+                    self._refused = event.reason_code
 
     def _on_message(self, message: Message) -> None:
         parsed = topics.parse_topic(message.topic)
