@@ -80,9 +80,7 @@ def read_health(path: Path) -> HealthRecord:
         ready=raw["ready"],
         broker=raw["broker"],
         redis=raw.get("redis"),
-        publishes_denied=int(raw.get("publishes_denied", 0))
-        if isinstance(raw.get("publishes_denied", 0), int)
-        else 0,
+        publishes_denied=denied if isinstance(denied, int) and not isinstance(denied, bool) else 0,
     )
 
 
