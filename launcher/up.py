@@ -9,9 +9,11 @@ anonymous Mosquitto on 1883. Otherwise, and always with --own-brokers, this comm
 own configuration (brokers/, rendered by edgeoff.brokers): accounts site-<id> for the dataset's sites,
 worker, agent-<mobile device id> and observer, generated into the run's work dir (a temporary directory,
 mode 0700, files 0600, removed at the end; nothing secret is written to --out); Mosquitto with that
-password file and ACL, no anonymous clients and persistence in the work dir; Redis with AOF and a password.
-Each daemon gets its account through EDGEOFF_<DAEMON>_BROKER__USERNAME and ..._PASSWORD_FILE and the Redis
-URL with the password; the progress display and the printed `mosquitto_sub` line use the observer account.
+password file and ACL, no anonymous clients and persistence in the work dir; Redis with AOF and one ACL
+user per account. Each daemon gets its account through EDGEOFF_<DAEMON>_BROKER__USERNAME and
+..._PASSWORD_FILE, and the same for Redis (..._REDIS__USERNAME, ..._REDIS__PASSWORD_FILE); the printed
+`mosquitto_sub` line uses the observer account, the progress display an account of its own (observer-up:
+the broker uses the username as the client id, so two connections of one account would kick each other).
 
 Every child runs in its own process group (so a Ctrl-C in the terminal reaches only this command, which
 then stops the children in order: the agent first, so it writes what it measured) and is stopped with
@@ -36,7 +38,6 @@ import ctypes
 import json
 import os
 import re
-import secrets
 import shlex
 import shutil
 import signal
@@ -62,8 +63,8 @@ from edgeoff.scenario import Scenario, load_scenario
 from edgeoff.wire.settings import BrokerSettings
 from launcher.brokers import (
     agent_username,
-    default_brokers_dir,
     generate_secrets,
+    observer_username,
     site_username,
     write_mosquitto_config,
     write_redis_config,
@@ -86,7 +87,8 @@ INSTALL_HINT = {  # Debian/Ubuntu packages of the binaries this command may star
     "mosquitto_passwd": "sudo apt-get install mosquitto (it ships mosquitto_passwd)",
     "redis-server": "sudo apt-get install redis-server",
 }
-OBSERVER = "observer"  # the read-only account of people and of this command's progress display
+OBSERVER = "observer"  # the read-only account of people (the printed `mosquitto_sub` line)
+PROGRESS = "up"  # the progress display's own read-only account: observer-up
 WORKER = "worker"
 PR_SET_PDEATHSIG = 1  # prctl option: signal the child when its parent dies
 INJECTED = re.compile(
@@ -253,14 +255,16 @@ def _split_host_port(text: str) -> tuple[str, int]:
 class Brokers:
     """Where the run's daemons connect, and with which accounts.
 
-    `secrets` is None for a reused broker (used as it is, without accounts); otherwise it holds
-    `passwords/<username>` of every account of the run (see launcher.brokers.generate_secrets).
+    `secrets` is None for a reused broker (used as it is, without accounts), `redis_secrets` for a reused
+    Redis; otherwise each holds `passwords/<username>` of every account of the run (see
+    launcher.brokers.generate_secrets), one password per account for MQTT and Redis alike.
     """
 
     host: str
     port: int
-    redis_url: str
+    redis_url: str  # without credentials for the run's own Redis (each daemon has its own user)
     secrets: Path | None = None
+    redis_secrets: Path | None = None
 
     def password_file(self, username: str) -> Path | None:
         return None if self.secrets is None else self.secrets / "passwords" / username
@@ -276,6 +280,9 @@ class Brokers:
         if password_file is not None:
             env[f"{prefix}BROKER__USERNAME"] = username
             env[f"{prefix}BROKER__PASSWORD_FILE"] = str(password_file)
+        if self.redis_secrets is not None:
+            env[f"{prefix}REDIS__USERNAME"] = username
+            env[f"{prefix}REDIS__PASSWORD_FILE"] = str(self.redis_secrets / "passwords" / username)
         return env
 
     def settings(self, username: str) -> BrokerSettings:
@@ -293,16 +300,6 @@ class Brokers:
         if password_file is not None:
             auth = f' -u {OBSERVER} -P "$(cat {shlex.quote(str(password_file))})"'
         return f"mosquitto_sub -h {self.host} -p {self.port}{auth} -t 'edgeoff/#' -v"
-
-
-def _redis_secret(secrets_dir: Path) -> None:
-    """Only the Redis password (secrets_dir/redis-auth.conf, 0600), for a run that reuses its MQTT broker."""
-    secrets_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    password = secrets.token_hex(24)
-    for name, text in (("redis-password", password), ("redis-auth.conf", f"requirepass {password}")):
-        fd = os.open(secrets_dir / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text + "\n")
 
 
 def ensure_brokers(
@@ -334,14 +331,16 @@ def ensure_brokers(
     passwd_tool = _binary("mosquitto_passwd") if own_mqtt else ""
     redis_server = _binary("redis-server") if own_redis else ""
     secrets_dir = workdir / "secrets"
-    if own_mqtt:
+    if own_mqtt or own_redis:
         generate_secrets(
             secrets_dir,
             sites=sites,
             agents=[agent],
-            acl_template=default_brokers_dir() / "mosquitto" / "acl",
-            mosquitto_passwd=passwd_tool,
+            observers=[PROGRESS],
+            mosquitto_passwd=passwd_tool or None,
+            mqtt=own_mqtt,  # a reused broker keeps its own accounts: only the Redis users then
         )
+    if own_mqtt:
         port = _free_port()
         conf = write_mosquitto_config(
             workdir / "mosquitto", secrets_dir=secrets_dir, data_dir=workdir / "mosquitto-data", port=port
@@ -351,17 +350,22 @@ def ensure_brokers(
         host = "127.0.0.1"
     redis_url = args.redis
     if own_redis:
-        if not own_mqtt:
-            _redis_secret(secrets_dir)
         redis_port = _free_port()
         conf = write_redis_config(
             workdir / "redis", secrets_dir=secrets_dir, data_dir=workdir / "redis-data", port=redis_port
         )
         child = children.start("redis", [redis_server, str(conf)])
-        password = (secrets_dir / "redis-password").read_text(encoding="utf-8").strip()
-        redis_url = f"redis://:{password}@127.0.0.1:{redis_port}/0"
-        _wait(lambda: _redis_answers(redis_url), child, "redis-server")
-    return Brokers(host, port, redis_url, secrets_dir if own_mqtt else None)
+        admin = (secrets_dir / "redis-password").read_text(encoding="utf-8").strip()
+        admin_url = f"redis://:{admin}@127.0.0.1:{redis_port}/0"  # only to wait for it: no daemon uses it
+        _wait(lambda: _redis_answers(admin_url), child, "redis-server")
+        redis_url = f"redis://127.0.0.1:{redis_port}/0"
+    return Brokers(
+        host,
+        port,
+        redis_url,
+        secrets_dir if own_mqtt else None,
+        secrets_dir if own_redis else None,
+    )
 
 
 def _say(console: Console, text: str) -> None:
@@ -563,7 +567,7 @@ def _run(
         "agent", [python, "-m", "mobile_agent", "--out", str(agent_out), *scenario_args], agent_env
     )
     (out / "processes.json").write_text(json.dumps({"up": os.getpid(), **children.pids()}, indent=2) + "\n")
-    progress = _Progress(brokers.settings(OBSERVER), agent_id)
+    progress = _Progress(brokers.settings(observer_username(PROGRESS)), agent_id)
     started = time.monotonic()
     try:
         _follow(console, progress, agent, started, args.duration, interrupted)

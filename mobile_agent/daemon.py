@@ -168,7 +168,7 @@ class MobileAgent:
             ["site", "ok"],
         )
         self.rng = np.random.default_rng(settings.seed)
-        self._results_topic = topics.results(settings.agent)
+        self._results_topic = topics.agent_results(settings.agent)
         self._policy_topic = topics.agent_policy(settings.agent)
         self._nonce = secrets.token_hex(4)  # task ids unique across runs sharing one Redis
         self._task_seq = 0
@@ -475,8 +475,8 @@ class MobileAgent:
                 prediction = decode_json(Prediction, message.payload, max_bytes=limit)
                 change = self.view.apply_prediction(parsed.id, prediction)
                 self._on_change(parsed.id, change, "detector:down prediction")
-            case "results" if parsed.id == self.settings.agent:
-                self._on_result(decode_msgpack(TaskResult, message.payload, max_bytes=limit))
+            case "results" if parsed.id == self.settings.agent and parsed.site is not None:
+                self._on_result(parsed.site, decode_msgpack(TaskResult, message.payload, max_bytes=limit))
             case _:
                 raise TopicError(f"unexpected topic {message.topic[:80]!r}")
 
@@ -495,7 +495,9 @@ class MobileAgent:
         elif change == "up":
             log.info("agent: site %s is up", site)
 
-    def _on_result(self, result: TaskResult) -> None:
+    def _on_result(self, sender: str, result: TaskResult) -> None:
+        """A result from `sender` (the site its topic names, which the broker's ACL vouches for): kept
+        only when it is for an attempt awaited from that very site."""
         key = (result.task_id, result.attempt)
         if key in self._results:
             self.counters.incr("results_duplicate")
@@ -504,9 +506,14 @@ class MobileAgent:
         if site is None:
             self.counters.incr("results_late")  # an attempt given up on, or a duplicate after completion
             return
-        if result.site != self.site_ids[site]:
+        if sender != self.site_ids[site] or result.site != sender:
             self.counters.incr("results_wrong_site")
-            log.warning("agent: result of %s attempt %d from unexpected site %s", *key, result.site)
+            log.warning(
+                "agent: result of %s attempt %d from %s (sent to %s): ignored",
+                *key,
+                sender,
+                self.site_ids[site],
+            )
             return
         self._results[key] = result
 

@@ -487,7 +487,8 @@ class SiteDaemon:
             self._unsent.append((agent, result))
             return
         data = encode_msgpack(result) if payload is None else payload
-        if self.mqtt.publish(topics.results(agent), data, qos=topics.QOS_AT_LEAST_ONCE) is None:
+        topic = topics.results(agent, self.site.id)
+        if self.mqtt.publish(topic, data, qos=topics.QOS_AT_LEAST_ONCE) is None:
             self._unsent.append((agent, result))
 
     # ------------------------------------------------------------------ failure injection

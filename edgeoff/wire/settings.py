@@ -71,10 +71,26 @@ class BrokerSettings(_Section):
 
 class RedisSettings(_Section):
     url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")  # may carry a password: never logged
+    # The daemon's Redis ACL user (brokers/redis/users.acl) and its password in a file (a mounted secret);
+    # both win over a user and password in `url`.
+    username: str | None = None
+    password_file: Path | None = None
     socket_timeout_s: Seconds = 2.0
     retries: Annotated[int, Field(ge=0)] = 5  # per command, with full-jitter exponential backoff
     backoff_base_s: Seconds = 0.05
     backoff_cap_s: Seconds = 2.0
+
+    def credentials(self) -> dict[str, str]:
+        """`username` and `password` keyword arguments for redis-py (empty: those of the URL, if any)."""
+        out: dict[str, str] = {}
+        if self.username is not None:
+            out["username"] = self.username
+        if self.password_file is not None:
+            try:
+                out["password"] = self.password_file.read_text(encoding="utf-8").rstrip("\r\n")
+            except OSError as exc:
+                raise WireError(f"cannot read Redis password file {self.password_file}: {exc}") from None
+        return out
 
 
 class DaemonSettings(BaseSettings):

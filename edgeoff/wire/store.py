@@ -2,21 +2,26 @@
 
 Keys (prefix `edgeoff:v1:`):
 
-| key                                   | value                       | written by                         |
-|---------------------------------------|-----------------------------|------------------------------------|
-| task:{task_id}:{attempt}:claim        | site id, expires (lease)    | the first site to claim the attempt|
-| task:{task_id}:{attempt}:result       | msgpack TaskResult          | the site that ran it, once (NX)    |
-| site:{site}:session                   | counter                     | INCR on every connect of the site  |
+| key                                         | value                    | written by                        |
+|---------------------------------------------|--------------------------|-----------------------------------|
+| site:{site}:task:{task_id}:{attempt}:claim  | site id, expires (lease) | the site the attempt was sent to  |
+| site:{site}:task:{task_id}:{attempt}:result | msgpack TaskResult       | that site, once (NX)              |
+| site:{site}:session                         | counter                  | INCR on every connect of the site |
 
-A claim is `SET NX PX lease` inside a small Lua script that first checks that no result exists, so
-neither a duplicate delivery nor a second site, nor a late duplicate after the lease expired, runs an
-attempt twice. A result is written with `SET NX`, so a re-run can never overwrite the first result.
-Claims are per attempt: when an agent retries a task elsewhere (attempt + 1), the new attempt is free.
+Claims and results live under the site the agent sent the attempt to (its tasks topic names it): each
+site's Redis user may write only its own keys (brokers/redis/users.acl), so no site can claim, pre-claim
+or answer an attempt meant for another. A claim is `SET NX PX lease` inside a small Lua script that first
+checks that no result exists, so neither a duplicate delivery nor a late duplicate after the lease expired
+runs an attempt twice. A result is written with `SET NX`, so a re-run can never overwrite the first
+result. Claims are per attempt: when an agent retries a task elsewhere (attempt + 1), the new attempt is
+free. The session counter only grows by INCR (the site's Redis user may not SET it), so a session number
+above it was never given to the site: readers ignore it (:meth:`TaskStore.session`).
 
 A site under load claims the tasks waiting in its inbox together (:meth:`TaskStore.claim_tasks`: one
-script, one round trip, the same per-attempt rules applied to each task in order). A task whose outcome is
-known without running it (a zero-cost emulated task, a task the site cannot hold) is claimed and completed
-in the same atomic step: there is no moment at which it is claimed but has no result.
+script, one round trip, the same per-attempt rules applied to each task in order; a task Redis refuses
+fails alone, the others are claimed). A task whose outcome is known without running it (a zero-cost
+emulated task, a task the site cannot hold) is claimed and completed in the same atomic step: there is no
+moment at which it is claimed but has no result.
 """
 
 from __future__ import annotations
@@ -30,17 +35,18 @@ from redis.backoff import FullJitterBackoff
 from redis.retry import Retry
 
 from edgeoff.wire.codec import decode_msgpack, encode_msgpack
-from edgeoff.wire.errors import DecodeError, StoreError
+from edgeoff.wire.errors import DecodeError, StoreError, TopicError
 from edgeoff.wire.messages import TaskResult
 from edgeoff.wire.settings import RedisSettings
 from edgeoff.wire.topics import validate_id
 
-__all__ = ["KEY_PREFIX", "Claim", "TaskStore", "redis_client"]
+__all__ = ["KEY_PREFIX", "MAX_LEASE_MS", "Claim", "TaskStore", "redis_client"]
 
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "edgeoff:v1:"  # versioned like the topics
 RESULT_TTL_MS = 24 * 3600 * 1000  # results are read by the agent within seconds; a day leaves room to debug
+MAX_LEASE_MS = 24 * 3600 * 1000  # a claim outside (0, this] is refused: no task holds a site for longer
 
 # KEYS[1] claim, KEYS[2] result; ARGV[1] site, ARGV[2] lease (ms). 1 = claimed, 0 = taken or already done.
 _CLAIM_LUA = """
@@ -61,6 +67,8 @@ return 0
 # KEYS: claim and result key of each task, in pairs; ARGV[1] site, ARGV[2] result ttl (ms), then per task
 # its lease (ms) and its result bytes ('' when it still has to run). One 0/1 per task, as _CLAIM_LUA; a task
 # with result bytes is claimed for as long as the result lives and completed at once (as _COMPLETE_LUA).
+# Every call is a pcall: a task whose command Redis refuses (a key of another type, a bad lease) gets 0
+# and the rest of the batch is still claimed.
 _CLAIM_BATCH_LUA = """
 local out = {}
 for i = 1, #KEYS / 2 do
@@ -69,9 +77,13 @@ for i = 1, #KEYS / 2 do
   local lease = ARGV[2 * i + 1]
   if value ~= '' then lease = ARGV[2] end
   out[i] = 0
-  if redis.call('EXISTS', result) == 0 and redis.call('SET', claim, ARGV[1], 'NX', 'PX', lease) then
-    out[i] = 1
-    if value ~= '' then redis.call('SET', result, value, 'NX', 'PX', ARGV[2]) end
+  local done = redis.pcall('EXISTS', result)
+  if done == 0 then
+    local set = redis.pcall('SET', claim, ARGV[1], 'NX', 'PX', lease)
+    if type(set) == 'table' and set.ok then
+      out[i] = 1
+      if value ~= '' then redis.pcall('SET', result, value, 'NX', 'PX', ARGV[2]) end
+    end
   end
 end
 return out
@@ -99,6 +111,7 @@ def redis_client(settings: RedisSettings) -> redis.Redis:
     retry = Retry(backoff, settings.retries)
     return redis.Redis.from_url(
         settings.url.get_secret_value(),
+        **settings.credentials(),
         socket_timeout=settings.socket_timeout_s,
         socket_connect_timeout=settings.socket_timeout_s,
         retry=retry,
@@ -128,10 +141,11 @@ class TaskStore:
 
     # ------------------------------------------------------------------ keys
 
-    def _task_key(self, task_id: str, attempt: int, what: str) -> str:
+    def _task_key(self, site: str, task_id: str, attempt: int, what: str) -> str:
         if attempt < 0:
             raise StoreError(f"attempt must be >= 0, got {attempt}")
-        return f"{self._prefix}task:{validate_id(task_id, what='task id')}:{attempt}:{what}"
+        task = validate_id(task_id, what="task id")
+        return f"{self._prefix}site:{validate_id(site, what='site id')}:task:{task}:{attempt}:{what}"
 
     def _session_key(self, site: str) -> str:
         return f"{self._prefix}site:{validate_id(site, what='site id')}:session"
@@ -147,9 +161,12 @@ class TaskStore:
 
     def claim_task(self, task_id: str, attempt: int, site: str, lease_ms: int) -> bool:
         """Claim one attempt of a task for `site` for `lease_ms`; False when claimed or done already."""
-        if lease_ms <= 0:
-            raise StoreError(f"lease must be positive, got {lease_ms} ms")
-        keys = [self._task_key(task_id, attempt, "claim"), self._task_key(task_id, attempt, "result")]
+        if not 0 < lease_ms <= MAX_LEASE_MS:
+            raise StoreError(f"lease must be in (0, {MAX_LEASE_MS}] ms, got {lease_ms} ms")
+        keys = [
+            self._task_key(site, task_id, attempt, "claim"),
+            self._task_key(site, task_id, attempt, "result"),
+        ]
         try:
             return int(self._claim(keys=keys, args=[validate_id(site, what="site id"), lease_ms])) == 1
         except redis.RedisError as exc:
@@ -160,32 +177,43 @@ class TaskStore:
 
         Same rules as :meth:`claim_task` for each attempt (a second claim of an attempt in the same call
         fails too). A claim with a result is completed in the same atomic step (as :meth:`complete_task`).
+        A claim that cannot be made (an invalid id, attempt or lease, an empty result, a command Redis
+        refuses) is False alone: the others are still claimed.
         """
-        if not claims:
-            return []
+        valid: list[int] = []
         keys: list[str] = []
         args: list[str | int | bytes] = [validate_id(site, what="site id"), RESULT_TTL_MS]
-        for claim in claims:
-            if claim.lease_ms <= 0:
-                raise StoreError(f"lease must be positive, got {claim.lease_ms} ms")
-            if claim.result is not None and not claim.result:
-                raise StoreError(f"empty result of task {claim.task_id}")
-            keys.append(self._task_key(claim.task_id, claim.attempt, "claim"))
-            keys.append(self._task_key(claim.task_id, claim.attempt, "result"))
+        for n, claim in enumerate(claims):
+            if not 0 < claim.lease_ms <= MAX_LEASE_MS or (claim.result is not None and not claim.result):
+                continue
+            try:
+                pair = [
+                    self._task_key(site, claim.task_id, claim.attempt, "claim"),
+                    self._task_key(site, claim.task_id, claim.attempt, "result"),
+                ]
+            except (StoreError, TopicError):
+                continue
+            valid.append(n)
+            keys.extend(pair)
             args.append(claim.lease_ms)
             args.append(b"" if claim.result is None else claim.result)
+        out = [False] * len(claims)
+        if not valid:
+            return out
         try:
             reply = self._claim_batch(keys=keys, args=args)
         except redis.RedisError as exc:
-            raise StoreError(f"claim of {len(claims)} tasks: {exc}") from exc
-        if not isinstance(reply, list) or len(reply) != len(claims):
-            raise StoreError(f"claim of {len(claims)} tasks: unexpected reply {reply!r:.80}")
-        return [int(ok) == 1 for ok in reply]
+            raise StoreError(f"claim of {len(valid)} tasks: {exc}") from exc
+        if not isinstance(reply, list) or len(reply) != len(valid):
+            raise StoreError(f"claim of {len(valid)} tasks: unexpected reply {reply!r:.80}")
+        for n, ok in zip(valid, reply, strict=True):
+            out[n] = int(ok) == 1
+        return out
 
-    def claim_owner(self, task_id: str, attempt: int) -> str | None:
-        """The site holding the claim of an attempt, if any."""
+    def claim_owner(self, site: str, task_id: str, attempt: int) -> str | None:
+        """The site holding the claim of an attempt sent to `site` (that site, or None when unclaimed)."""
         try:
-            owner = self._redis.get(self._task_key(task_id, attempt, "claim"))
+            owner = self._redis.get(self._task_key(site, task_id, attempt, "claim"))
         except redis.RedisError as exc:
             raise StoreError(f"claim owner of task {task_id}: {exc}") from exc
         return owner.decode("utf-8") if isinstance(owner, bytes) else None
@@ -193,18 +221,18 @@ class TaskStore:
     def complete_task(self, result: TaskResult) -> bool:
         """Store the result of an attempt unless one exists; True when this call stored it."""
         keys = [
-            self._task_key(result.task_id, result.attempt, "claim"),
-            self._task_key(result.task_id, result.attempt, "result"),
+            self._task_key(result.site, result.task_id, result.attempt, "claim"),
+            self._task_key(result.site, result.task_id, result.attempt, "result"),
         ]
         try:
             return int(self._complete(keys=keys, args=[encode_msgpack(result), RESULT_TTL_MS])) == 1
         except redis.RedisError as exc:
             raise StoreError(f"result of task {result.task_id} attempt {result.attempt}: {exc}") from exc
 
-    def get_result(self, task_id: str, attempt: int) -> TaskResult | None:
-        """The stored result of an attempt, or None."""
+    def get_result(self, site: str, task_id: str, attempt: int) -> TaskResult | None:
+        """The stored result of an attempt sent to `site`, or None."""
         try:
-            data = self._redis.get(self._task_key(task_id, attempt, "result"))
+            data = self._redis.get(self._task_key(site, task_id, attempt, "result"))
         except redis.RedisError as exc:
             raise StoreError(f"result of task {task_id} attempt {attempt}: {exc}") from exc
         if not isinstance(data, bytes):
@@ -217,6 +245,22 @@ class TaskStore:
     def next_session(self, site: str) -> int:
         """A new session number for `site`, higher than every earlier one (INCR)."""
         try:
-            return int(self._redis.incr(self._session_key(site)))
+            # INCR itself: redis-py's incr() sends INCRBY, which the site's Redis user may not run (a
+            # site that could add any amount could make its session jump to a value it forged earlier)
+            reply = self._redis.execute_command("INCR", self._session_key(site))  # type: ignore[no-untyped-call]
+            return int(reply)
+        except (redis.RedisError, ValueError) as exc:
+            raise StoreError(f"session number of site {site}: {exc}") from exc
+
+    def session(self, site: str) -> int | None:
+        """The last session number given to `site` (None: none yet); no real session is above it."""
+        try:
+            value = self._redis.get(self._session_key(site))
         except redis.RedisError as exc:
             raise StoreError(f"session number of site {site}: {exc}") from exc
+        if value is None:
+            return None
+        try:
+            return int(value)
+        except ValueError:
+            raise StoreError(f"session number of site {site} is corrupt: {value!r:.40}") from None
