@@ -52,6 +52,7 @@ QOS_AT_MOST_ONCE = 0
 QOS_AT_LEAST_ONCE = 1
 
 PREFIX = "edgeoff/v1"  # versioned so a v2 contract can run beside v1 on one broker
+MAX_SHOWN_CHARS = 80  # of a rejected id or topic in an error message
 
 SiteTopicKind = Literal["status", "profile", "heartbeat", "tasks"]
 TopicKind = Literal["status", "profile", "heartbeat", "tasks", "results", "prediction", "policy"]
@@ -61,7 +62,11 @@ SITE_TOPIC_KINDS: tuple[SiteTopicKind, ...] = get_args(SiteTopicKind)
 def validate_id(value: str, *, what: str = "id") -> str:
     """Return `value` when it is a valid id, else raise TopicError naming `what`."""
     if not isinstance(value, str) or ID_PATTERN.fullmatch(value) is None:
-        raise TopicError(f"invalid {what} {value!r}: must match {ID_PATTERN.pattern}")
+        shown = repr(value)  # a hostile id can be megabytes long: the error (and the log line) stays short
+        shown = (
+            shown if len(shown) <= MAX_SHOWN_CHARS else f"{shown[:MAX_SHOWN_CHARS]}...(+{len(shown)} chars)"
+        )
+        raise TopicError(f"invalid {what} {shown}: must match {ID_PATTERN.pattern}")
     return value
 
 
@@ -113,7 +118,7 @@ def parse_topic(topic: str) -> ParsedTopic:
     """Parse a concrete (wildcard-free) topic of the contract; anything else raises TopicError."""
     head = PREFIX + "/"
     if not topic.startswith(head):
-        raise TopicError(f"topic {topic[:80]!r} is not under {PREFIX}")
+        raise TopicError(f"topic {topic[:MAX_SHOWN_CHARS]!r} is not under {PREFIX}")
     levels = topic[len(head) :].split("/")
     match levels:
         case ["sites", site, kind] if kind in SITE_TOPIC_KINDS:
@@ -126,4 +131,4 @@ def parse_topic(topic: str) -> ParsedTopic:
             return ParsedTopic(kind="prediction", id=validate_id(site, what="site id"))
         case ["agents", agent, "policy"]:
             return ParsedTopic(kind="policy", id=validate_id(agent, what="agent id"))
-    raise TopicError(f"topic {topic[:80]!r} is not part of the contract")
+    raise TopicError(f"topic {topic[:MAX_SHOWN_CHARS]!r} is not part of the contract")

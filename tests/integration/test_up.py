@@ -219,8 +219,10 @@ def test_own_brokers_require_accounts_and_leave_no_secret_behind(
         anonymous.close()  # (an unauthenticated connection shows as user default)
         # each daemon is connected as its own Redis user, none as the operators' `default`
         users = wait_for(
-            lambda: {c["user"] for c in admin.client_list() if c["user"] != "default"} >= {"site-ed", "worker"}
-            and {c["user"] for c in admin.client_list()},
+            lambda: (
+                {c["user"] for c in admin.client_list() if c["user"] != "default"} >= {"site-ed", "worker"}
+                and {c["user"] for c in admin.client_list()}
+            ),
             20,
             "the daemons' Redis connections",
         )
