@@ -364,7 +364,7 @@ def test_a_site_cannot_pre_claim_another_sites_tasks_or_write_predictions(
         assert refused(raw, "SET", "edgeoff:v1:site:ec:task:t-9:0:claim", "ed")
         assert refused(raw, "SET", "edgeoff:v1:site:ec:task:t-9:0:result", "forged")
         script = raw.register_script("return redis.call('SET', 'edgeoff:v1:site:ec:task:t-9:0:claim', 'ed')")
-        with pytest.raises(redis.ResponseError, match="permissions|access"):
+        with pytest.raises(redis.ResponseError, match=r"permissions|access"):
             script()
         # nor raise its own session counter to a forged value, nor touch predictions or verdicts
         assert refused(raw, "SET", "edgeoff:v1:site:ed:session", str(10**18))
@@ -417,7 +417,8 @@ def test_each_role_has_its_own_keys_and_only_those(project_redis: ProjectRedis) 
         view = read_redis(
             f"redis://observer:{password(project_redis.secrets, 'observer')}@127.0.0.1:{project_redis.port}/0"
         )
-        assert view is not None and view.predictions["ed"].availability == 0.9
+        assert view is not None
+        assert view.predictions["ed"].availability == 0.9
         for command in (
             ("SET", "edgeoff:v1:x", "1"),
             ("HSET", "edgeoff:v1:prediction:ed", "availability", "0"),
