@@ -8,7 +8,7 @@
 - `kubehybrid` (the paper's baseline): greedy weighted score with MTBF availability; reactive recovery by
   check-pointing (resume on the next-best site) and local re-computation.
 - `mdp-selected`: the same MDP fed by the forecaster selected per site on its training backtest (never one
-  that lost to a naive forecaster; see edgeoff.forecasters.select_forecaster).
+  that lost to a naive forecaster; see edgeoff.forecasting.select_forecaster).
 - `mdp-reactive` (lower bound of prediction): the same MDP with every site assumed available; it learns of a
   failure only by hitting it (Algorithm 2).
 - `mdp-oracle` (upper bound): the same MDP knowing each site's true state at decision time.

@@ -71,10 +71,8 @@ class BrokerSettings(_Section):
 
 class RedisSettings(_Section):
     url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")  # may carry a password: never logged
-    # The daemon's Redis ACL user (brokers/redis/users.acl) and its password in a file (a mounted secret);
-    # both win over a user and password in `url`.
-    username: str | None = None
-    password_file: Path | None = None
+    username: str | None = None  # the daemon's Redis ACL user (brokers/redis/users.acl); wins over the URL's
+    password_file: Path | None = None  # its password, from a file (a mounted secret); wins over the URL's
     socket_timeout_s: Seconds = 2.0
     retries: Annotated[int, Field(ge=0)] = 5  # per command, with full-jitter exponential backoff
     backoff_base_s: Seconds = 0.05
@@ -100,5 +98,5 @@ class DaemonSettings(BaseSettings):
 
     broker: BrokerSettings = BrokerSettings()
     redis: RedisSettings = RedisSettings()
-    max_message_bytes: Annotated[int, Field(ge=1024)] = DEFAULT_MAX_MESSAGE_BYTES
-    log_level: str = "INFO"
+    max_message_bytes: Annotated[int, Field(ge=1024)] = DEFAULT_MAX_MESSAGE_BYTES  # larger: dropped unread
+    log_level: str = "INFO"  # DEBUG, INFO, WARNING or ERROR
