@@ -47,10 +47,13 @@ from edgeoff.ops import (
     settings_from_args,
     settings_parser,
 )
+from edgeoff.ops.logs import DropLog, RateLimitedLog
 from edgeoff.scenario import Scenario, load_scenario
 from edgeoff.wire import topics
 from edgeoff.wire.messages import TaskResult
 from edgeoff.wire.mqtt import MqttClient, MqttEvent
+from edgeoff.wire.sessions import SessionBound
+from edgeoff.wire.store import TaskStore, redis_client
 from mobile_agent.events import EventPump
 from mobile_agent.meter import summarise_run
 from mobile_agent.planner import (
@@ -87,6 +90,7 @@ class MobileAgent(TaskExecution, RemoteAttempts, EventPump, PolicyPublishing):
         wall_clock: Callable[[], float] = time.time,
         on_policy: Callable[[dict[str, Any]], None] | None = None,
         ops: Operations | None = None,
+        sessions: SessionBound | None = None,
     ) -> None:
         self.settings = settings
         self.scenario = scenario
@@ -95,6 +99,10 @@ class MobileAgent(TaskExecution, RemoteAttempts, EventPump, PolicyPublishing):
         self.clock = clock
         self.wall_clock = wall_clock
         self.on_policy = on_policy  # in-process hook (benchmarks): called with each published policy
+        # statuses of sessions above a site's counter in Redis are forged: ignored (None: no check)
+        self.sessions = sessions
+        self._drops = DropLog(log, f"agent {settings.agent}", clock=clock)
+        self._quiet = RateLimitedLog(log, clock=clock)
         self.view = AgentView(scenario, prior_availability=settings.prior_availability)
         self.site_ids = scenario.site_ids
         self.mobile = scenario.mobile_index
@@ -247,7 +255,13 @@ def build_agent(settings: AgentSettings, stop: threading.Event, ops: Operations 
             prior_availability=settings.prior_availability,
         ),
     )
-    return MobileAgent(settings=settings, scenario=scenario, planner=planner, stop=stop, ops=ops)
+    # Session counters only, read rarely (a site's new session): no retries, so that an unreachable Redis
+    # never stalls the agent's event pump (a status it cannot verify waits for the next read)
+    quick = settings.redis.model_copy(update={"retries": 0, "socket_timeout_s": 0.5})
+    sessions = SessionBound(TaskStore(redis_client(quick)).session)
+    return MobileAgent(
+        settings=settings, scenario=scenario, planner=planner, stop=stop, ops=ops, sessions=sessions
+    )
 
 
 @dataclass
@@ -279,5 +293,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings_from_args=functools.partial(settings_from_args, AgentSettings),
         build=build_service,
         label=lambda settings: {"agent": settings.agent},
-        check_redis=False,  # the agent does not use Redis: ready = connected to the broker
+        check_redis=False,  # Redis only checks new sessions: ready = connected to the broker
     )

@@ -10,12 +10,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from edgeoff.ops import MAX_IDLE_WAIT_S, Operations
+from edgeoff.ops.logs import DropLog, RateLimitedLog
 from edgeoff.scenario import Scenario
 from edgeoff.wire import topics
 from edgeoff.wire.codec import decode_json, decode_msgpack
 from edgeoff.wire.errors import DecodeError, TopicError
 from edgeoff.wire.messages import Prediction, SiteProfile, SiteStatus, TaskResult
 from edgeoff.wire.mqtt import Connected, Counters, Disconnected, Message, MqttClient, MqttEvent
+from edgeoff.wire.sessions import SessionBound
 from mobile_agent.meter import Detection
 from mobile_agent.planner import AgentView, Change, Planner
 from mobile_agent.record import RunRecord
@@ -43,7 +45,10 @@ class EventPump:
     ops: Operations
     stop: threading.Event
     inbox: queue.Queue[MqttEvent]
+    sessions: SessionBound | None
     _policy_dirty: bool
+    _drops: DropLog
+    _quiet: RateLimitedLog
 
     if TYPE_CHECKING:  # provided by another part of the class; declared for the type checker
 
@@ -67,6 +72,8 @@ class EventPump:
             self._handle(event)
             if self._policy_dirty:
                 self._publish_policy()
+        self._drops.flush()
+        self._quiet.flush()
 
     def _handle(self, event: MqttEvent) -> None:
         match event:
@@ -75,7 +82,7 @@ class EventPump:
                     self._on_message(event)
                 except (DecodeError, TopicError) as exc:
                     self.counters.incr("in_dropped.invalid")
-                    log.warning("agent: dropped a message on %.80s: %s", event.topic, exc)
+                    self._drops.drop("invalid", event.topic, str(exc))
             case Connected():
                 log.info("agent %s: connected", self.settings.agent)
                 self._policy_dirty = True
@@ -88,9 +95,17 @@ class EventPump:
         change: Change
         match parsed.kind:
             case "status":
-                change = self.view.apply_status(
-                    parsed.id, decode_json(SiteStatus, message.payload, max_bytes=limit)
-                )
+                status = decode_json(SiteStatus, message.payload, max_bytes=limit)
+                if self.sessions is not None and not self.sessions.plausible(parsed.id, status.session):
+                    self.counters.incr("in_ignored.unknown_session")  # never given by Redis: forged
+                    self._quiet.log(
+                        logging.INFO,
+                        f"session:{parsed.id}",
+                        "agent: %s",
+                        f"ignored a status of {parsed.id} with a session above its counter",
+                    )
+                    return
+                change = self.view.apply_status(parsed.id, status)
                 self._on_change(parsed.id, change, "offline status")
             case "profile":
                 change = self.view.apply_profile(
@@ -109,7 +124,9 @@ class EventPump:
     def _count_ignored(self, change: Change, topic: str) -> None:
         if change == "ignored":
             self.counters.incr("in_ignored")
-            log.info("agent: ignored a stale or unknown message on %.80s", topic)
+            self._quiet.log(
+                logging.INFO, "ignored", "agent: ignored a stale or unknown message on %.80s", topic
+            )
 
     def _on_change(self, site: str, change: Change, how: str) -> None:
         self._count_ignored(change, site)

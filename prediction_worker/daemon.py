@@ -70,13 +70,15 @@ from edgeoff.ops import (
     settings_from_args,
     settings_parser,
 )
+from edgeoff.ops.logs import DropLog, RateLimitedLog
 from edgeoff.scenario import load_scenario
 from edgeoff.traces import load_node_table
 from edgeoff.wire import topics
 from edgeoff.wire.codec import decode_json, decode_msgpack
 from edgeoff.wire.errors import DecodeError, StoreError, TopicError
-from edgeoff.wire.messages import Heartbeat, SiteStatus
+from edgeoff.wire.messages import Heartbeat, Prediction, SiteStatus
 from edgeoff.wire.mqtt import Connected, Disconnected, Message, MqttClient, MqttEvent
+from edgeoff.wire.sessions import SessionBound
 from prediction_worker.detector import Detector, FixedTimeoutDetector, PhiAccrualDetector
 from prediction_worker.predictions import PredictionPublishing, Seed, _SiteView
 from prediction_worker.settings import WorkerSettings
@@ -151,6 +153,10 @@ class PredictionWorker(PredictionPublishing):
             "predicted_availability", "The last published availability of each site.", ["site"]
         )
         self._views: dict[str, _SiteView] = {}
+        self._drops = DropLog(log, f"worker {settings.worker_id}", clock=clock)
+        self._errors = RateLimitedLog(log, clock=clock)
+        self._sessions = SessionBound(store.session, clock=clock)  # no session above the site's counter
+        self._epoch = 0
         self._connects = 0
         self._next_poll = 0.0
         self._next_stats = 0.0
@@ -165,6 +171,9 @@ class PredictionWorker(PredictionPublishing):
         """Connect, serve until `stop` is set, then disconnect cleanly."""
         self.mqtt.subscribe(self.subscription("heartbeat"), qos=topics.QOS_AT_MOST_ONCE)
         self.mqtt.subscribe(self.subscription("status"), qos=topics.QOS_AT_LEAST_ONCE)
+        if not self.settings.shared:  # to answer a prediction it did not publish (see predictions.py)
+            self.mqtt.subscribe(f"{topics.PREFIX}/predictions/+", qos=topics.QOS_AT_LEAST_ONCE)
+        self._take_epoch()
         self.mqtt.start()
         log.info(
             "worker %s serving: detector %s, shard %s%s",
@@ -197,6 +206,8 @@ class PredictionWorker(PredictionPublishing):
         if now >= self._next_stats:
             self._next_stats = now + self.settings.stats_s
             self._write_stats()
+            self._drops.flush()
+            self._errors.flush()
 
     def handle(self, event: MqttEvent) -> None:
         match event:
@@ -213,7 +224,14 @@ class PredictionWorker(PredictionPublishing):
 
     def _drop(self, reason: str, topic: str, detail: str) -> None:
         self.counters.incr(f"in_dropped.{reason}")
-        log.warning("worker: dropped a message on %.80r (%s): %s", topic, reason, detail)
+        self._drops.drop(reason, topic, detail)
+
+    def _real_session(self, site: str, session: int) -> bool:
+        """False (counted) for a session above the site's counter in Redis: one it was never given."""
+        if self._sessions.plausible(site, session):
+            return True
+        self.counters.incr("in_ignored.unknown_session")
+        return False
 
     def _on_message(self, message: Message) -> None:
         try:
@@ -229,7 +247,7 @@ class PredictionWorker(PredictionPublishing):
             except DecodeError as exc:
                 self._drop("heartbeat_decode", message.topic, str(exc))
                 return
-            if not self._owned(parsed.id):
+            if not self._owned(parsed.id) or not self._real_session(parsed.id, beat.session):
                 return
             self.counters.incr("in_heartbeats")
             verdicts = self.detector.heartbeat(parsed.id, beat.session, now)
@@ -239,10 +257,23 @@ class PredictionWorker(PredictionPublishing):
             except DecodeError as exc:
                 self._drop("status_decode", message.topic, str(exc))
                 return
-            if not self._owned(parsed.id):
+            if not self._owned(parsed.id) or not self._real_session(parsed.id, status.session):
                 return
             self.counters.incr("in_statuses")
             verdicts = self.detector.status(parsed.id, status.state, status.session, now)
+        elif parsed.kind == "prediction":
+            try:
+                prediction = decode_json(Prediction, message.payload, max_bytes=limit)
+            except DecodeError as exc:
+                self._drop("prediction_decode", message.topic, str(exc))
+                return
+            if prediction.site != parsed.id:
+                self._drop("prediction_site", message.topic, f"a prediction of {prediction.site}")
+                return
+            # a retained copy predates this connection: the worker's next publish replaces it anyway
+            if not message.retain and self.shard.owns(parsed.id):
+                self._on_foreign_prediction(parsed.id, prediction)
+            return
         else:
             self._drop("topic", message.topic, f"not a subscribed kind ({parsed.kind})")
             return
@@ -261,6 +292,7 @@ class PredictionWorker(PredictionPublishing):
         """Down verdicts of silent sites, closed windows, retries of unstored changes."""
         for verdict in self.detector.poll(now):
             self._on_verdict(verdict)
+        self._repair(now)
         for site, view in self._views.items():
             closed = view.trace.advance(now)
             if closed:
@@ -272,11 +304,12 @@ class PredictionWorker(PredictionPublishing):
         try:
             self.store.write_counters(self.settings.worker_id, self.counters.snapshot())
         except StoreError as exc:
-            log.warning("worker: cannot write counters: %s", exc)
+            self._errors.log(logging.WARNING, "counters", "worker: cannot write counters: %s", exc)
 
     def _shutdown(self) -> None:
         self.ops.stopping()
         self._write_stats()
+        self._drops.flush(force=True)
         self.mqtt.stop(with_will=False)
         self.store.close()
         log.info("worker %s: stopped; counters %s", self.settings.worker_id, self.counters.snapshot())

@@ -41,11 +41,13 @@ from edgeoff.ops import (
     settings_from_args,
     settings_parser,
 )
+from edgeoff.ops.logs import DropLog, RateLimitedLog
 from edgeoff.scenario import Scenario, Site, load_scenario
 from edgeoff.traces import load_node_table
 from edgeoff.wire import topics
 from edgeoff.wire.messages import TaskResult
 from edgeoff.wire.mqtt import Connected, Disconnected, Message, MqttClient
+from edgeoff.wire.sessions import SessionBound
 from edgeoff.wire.store import TaskStore
 from site_daemon.execution import DEFAULT_HANDLERS, HandlerRegistry, execution_time_s
 from site_daemon.failure_injection import Period, failure_model_for_site, periods
@@ -123,6 +125,9 @@ class SiteDaemon(TaskClaims, StatusKeeping, InjectedFailures):
         self._link_expires_at: float | None = None  # a hung node's link: when the broker's keepalive runs out
         # results finished while disconnected, with their agent: published on the next connection
         self._unsent: list[tuple[str, TaskResult]] = []
+        self._drops = DropLog(log, f"site {site.id}", clock=clock)  # dropped input: rate-limited summaries
+        self._quiet = RateLimitedLog(log, clock=clock)  # any other line hostile input could repeat
+        self._sessions = SessionBound(store.session, clock=clock)  # sessions Redis gave this site
 
     # ------------------------------------------------------------------ the loop
 
@@ -140,6 +145,7 @@ class SiteDaemon(TaskClaims, StatusKeeping, InjectedFailures):
             while not self.stop.is_set():
                 self._step()
                 self.ops.tick(connected=self._session is not None)
+                self._drops.flush()
         finally:
             self._shutdown()
 
@@ -212,6 +218,7 @@ class SiteDaemon(TaskClaims, StatusKeeping, InjectedFailures):
 
     def _shutdown(self) -> None:
         self.ops.stopping()
+        self._drops.flush(force=True)
         self._abort.set()
         session = self._session
         if session is not None and self._up:

@@ -15,19 +15,29 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from edgeoff.ops.logs import DropLog, RateLimitedLog
 from edgeoff.scenario import Site
 from edgeoff.wire import topics
 from edgeoff.wire.codec import decode_msgpack, encode_msgpack
 from edgeoff.wire.errors import DecodeError, StoreError, TopicError
 from edgeoff.wire.messages import TaskRequest, TaskResult
 from edgeoff.wire.mqtt import Counters, Message, MqttClient, MqttEvent
-from edgeoff.wire.store import Claim, TaskStore
+from edgeoff.wire.store import MAX_LEASE_MS, Claim, TaskStore
 from site_daemon.execution import HandlerRegistry, Outcome, execute, instant_outcome
 from site_daemon.settings import SiteSettings
 
-__all__ = ["SiteEvent", "TaskClaims", "TaskFinished"]
+__all__ = ["SiteEvent", "TaskClaims", "TaskFinished", "lease_ms"]
 
 log = logging.getLogger("edgeoff.site")
+
+
+def lease_ms(emulated_s: float, deadline_s: float, margin_s: float) -> int:
+    """The claim lease of a task, ms: its run time (at most its deadline: a longer task fails at once),
+    its deadline and the margin, in [1, MAX_LEASE_MS] whatever the numbers (no overflow, no NaN)."""
+    seconds = min(emulated_s, deadline_s) + deadline_s + margin_s
+    if not seconds > 0:  # NaN, or all zero
+        return 1
+    return int(min(seconds * 1000.0, MAX_LEASE_MS))
 
 
 @dataclass(frozen=True)
@@ -75,14 +85,16 @@ class TaskClaims:
     _abort: threading.Event
     _unsent: list[tuple[str, TaskResult]]
     _task_seconds_by_ok: dict[bool, Any]
+    _drops: DropLog
+    _quiet: RateLimitedLog
 
     if TYPE_CHECKING:  # provided by another part of the class; declared for the type checker
 
         def _on_own_status(self, message: Message) -> None: ...  # StatusKeeping's
 
-    def _drop(self, reason: str, detail: str) -> None:
+    def _drop(self, reason: str, detail: str, topic: str | None = None) -> None:
         self.counters.incr(f"tasks_dropped.{reason}")
-        log.warning("site %s: dropped a task message (%s): %s", self.site.id, reason, detail)
+        self._drops.drop(reason, topic or self._tasks_topic, detail)
 
     def _on_message(self, message: Message) -> _Accepted | None:
         """A task request to claim, or None (our own status, or dropped)."""
@@ -90,12 +102,12 @@ class TaskClaims:
             try:
                 parsed = topics.parse_topic(message.topic)
             except TopicError as exc:
-                self._drop("topic", str(exc))
+                self._drop("topic", str(exc), message.topic)
                 return None
             if parsed.kind == "status" and parsed.id == self.site.id:
                 self._on_own_status(message)
                 return None
-            self._drop("topic", f"unexpected topic {message.topic[:80]!r}")
+            self._drop("topic", "not a topic this site reads", message.topic)
             return None
         session = self._session
         if not self._up or session is None:
@@ -106,9 +118,9 @@ class TaskClaims:
         except DecodeError as exc:
             self._drop("decode", str(exc))
             return None
-        emulated_s = self.compute_s(request.mi) * self.settings.execution_scale
-        lease_ms = max(1, int((emulated_s + request.deadline_s + self.settings.claim_margin_s) * 1000))
-        return _Accepted(request=request, emulated_s=emulated_s, lease_ms=lease_ms, session=session)
+        emulated_s = self.compute_s(request.mi) * self.settings.execution_scale  # bounded: MAX_MI / MIPS
+        lease = lease_ms(emulated_s, request.deadline_s, self.settings.claim_margin_s)
+        return _Accepted(request=request, emulated_s=emulated_s, lease_ms=lease, session=session)
 
     def _claim_and_dispatch(self, accepted: Sequence[_Accepted]) -> None:
         """Claim `accepted` in one Redis round trip; run the instant ones here, hand the others to the pool.
@@ -139,13 +151,22 @@ class TaskClaims:
             claimed = self.store.claim_tasks(self.site.id, claims)
         except StoreError as exc:
             self.counters.incr("tasks_dropped.store", len(accepted))
-            log.warning("site %s: dropped %d task message(s) (store): %s", self.site.id, len(accepted), exc)
+            self._quiet.log(
+                logging.WARNING,
+                "store",
+                "site %s: dropped %d task message(s) (store): %s",
+                self.site.id,
+                len(accepted),
+                exc,
+            )
             return
         for task, done, ok in zip(accepted, instant, claimed, strict=True):
             request = task.request
             if not ok:
                 self.counters.incr("tasks_duplicate")
-                log.info(
+                self._quiet.log(
+                    logging.INFO,
+                    "duplicate",
                     "site %s: task %s attempt %d already claimed or done: skipped",
                     self.site.id,
                     request.task_id,

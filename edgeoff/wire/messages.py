@@ -134,8 +134,11 @@ class TaskResult(_Message):
 
 
 class Prediction(_Message):
-    """A site's predicted availability; `version` grows with every change (Redis keeps the record).
+    """A site's predicted availability; `version` grows with every change within one `epoch`.
 
+    `epoch` is the publishing worker's incarnation, a number it takes from a Redis counter only workers
+    may increment; versions are compared within an epoch only (a prediction of another epoch is always
+    news), so a forged version, however high, holds only until the worker publishes in a new epoch.
     `model` names the forecaster the worker selected for the site; `error_mae` is that forecaster's mean
     absolute error on the backtest that selected it (None for a prior or a detector verdict).
     """
@@ -143,6 +146,7 @@ class Prediction(_Message):
     site: Id
     availability: Fraction
     version: Counter
+    epoch: Counter = 0
     model: Name
     ts: WallTs
     error_mae: Fraction | None = None  # an MAE of availabilities (in [0, 1]) is in [0, 1]

@@ -40,7 +40,7 @@ from edgeoff.wire.messages import TaskResult
 from edgeoff.wire.settings import RedisSettings
 from edgeoff.wire.topics import validate_id
 
-__all__ = ["KEY_PREFIX", "MAX_LEASE_MS", "Claim", "TaskStore", "redis_client"]
+__all__ = ["KEY_PREFIX", "MAX_LEASE_MS", "Claim", "TaskStore", "read_session", "redis_client"]
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +119,21 @@ def redis_client(settings: RedisSettings) -> redis.Redis:
         health_check_interval=30,
         single_connection_client=True,
     )
+
+
+def read_session(client: redis.Redis, site: str, *, prefix: str = KEY_PREFIX) -> int | None:
+    """The last session number given to `site` (None: none yet); no real session is above it."""
+    key = f"{prefix}site:{validate_id(site, what='site id')}:session"
+    try:
+        value = client.get(key)
+    except redis.RedisError as exc:
+        raise StoreError(f"session number of site {site}: {exc}") from exc
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise StoreError(f"session number of site {site} is corrupt: {value!r:.40}") from None
 
 
 class TaskStore:
@@ -254,13 +269,4 @@ class TaskStore:
 
     def session(self, site: str) -> int | None:
         """The last session number given to `site` (None: none yet); no real session is above it."""
-        try:
-            value = self._redis.get(self._session_key(site))
-        except redis.RedisError as exc:
-            raise StoreError(f"session number of site {site}: {exc}") from exc
-        if value is None:
-            return None
-        try:
-            return int(value)
-        except ValueError:
-            raise StoreError(f"session number of site {site} is corrupt: {value!r:.40}") from None
+        return read_session(self._redis, site, prefix=self._prefix)

@@ -35,6 +35,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
+from edgeoff.ops.logs import DropLog
 from edgeoff.wire.mqtt.events import (
     Connected,
     Counters,
@@ -90,6 +91,8 @@ class MqttClient(InlineLoop):
         self.settings = settings
         self.client_id = client_id
         self.counters = Counters()
+        # drops of the network callback (oversized, inbox full): rate-limited summaries, from that thread
+        self._drops = DropLog(log, f"MQTT {client_id}")
         self.connected = threading.Event()  # set between a successful CONNACK and the link dropping
         self._inbox = inbox
         self._inbox_limit = settings.inbox_size
@@ -328,16 +331,11 @@ class MqttClient(InlineLoop):
         payload = bytes(message.payload)
         if self._max_message_bytes is not None and len(payload) > self._max_message_bytes:
             self.counters.incr("in_dropped.oversized")
-            log.warning(
-                "MQTT %s: dropped a message on %.80s: oversized (%d bytes)",
-                self.client_id,
-                message.topic,
-                len(payload),
-            )
+            self._drops.drop("oversized", message.topic, f"{len(payload)} bytes")
             return
         if self._inbox.qsize() >= self._inbox_limit:
             self.counters.incr("in_dropped.inbox_full")
-            log.warning("MQTT %s: dropped a message on %.80s: inbox full", self.client_id, message.topic)
+            self._drops.drop("inbox_full", message.topic, f"{self._inbox_limit} messages waiting")
             return
         self._inbox.put_nowait(
             Message(topic=message.topic, payload=payload, qos=int(message.qos), retain=bool(message.retain))
