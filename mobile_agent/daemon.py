@@ -227,6 +227,7 @@ class MobileAgent(TaskExecution, RemoteAttempts, EventPump, PolicyPublishing):
 
     def _shutdown(self) -> None:
         self.ops.stopping()
+        self._drops.flush(force=True)
         self.mqtt.stop(with_will=False)
         log.info("agent %s: stopped; counters %s", self.settings.agent, self.counters.snapshot())
 
