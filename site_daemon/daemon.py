@@ -128,6 +128,8 @@ class SiteDaemon(TaskClaims, StatusKeeping, InjectedFailures):
         self._drops = DropLog(log, f"site {site.id}", clock=clock)  # dropped input: rate-limited summaries
         self._quiet = RateLimitedLog(log, clock=clock)  # any other line hostile input could repeat
         self._sessions = SessionBound(store.session, clock=clock)  # sessions Redis gave this site
+        self._repair_due: float | None = None
+        self._last_repair = -1e9
 
     # ------------------------------------------------------------------ the loop
 
@@ -152,7 +154,9 @@ class SiteDaemon(TaskClaims, StatusKeeping, InjectedFailures):
     def _step(self) -> None:
         now = self.clock()
         deadlines = [
-            d for d in (self._heartbeat_due(), self._next_phase_at, self._link_expires_at) if d is not None
+            d
+            for d in (self._heartbeat_due(), self._next_phase_at, self._link_expires_at, self._repair_due)
+            if d is not None
         ]
         timeout = min([MAX_IDLE_WAIT_S, *(d - now for d in deadlines)])
         # network traffic and paho's callbacks (which fill the inbox) happen in poll, on this thread
@@ -166,6 +170,8 @@ class SiteDaemon(TaskClaims, StatusKeeping, InjectedFailures):
         now = self.clock()
         if self._heartbeat_due() is not None and now >= self._next_heartbeat:
             self._publish_heartbeat(now)
+        if self._repair_due is not None:
+            self._repair_status()
         if self._next_phase_at is not None and now >= self._next_phase_at:
             self._next_phase()
         if self._link_expires_at is not None and now >= self._link_expires_at:

@@ -26,7 +26,9 @@ from edgeoff.wire.store import TaskStore
 from site_daemon.settings import SiteSettings
 from site_daemon.tasks import SiteEvent
 
-__all__ = ["StatusKeeping"]
+__all__ = ["REPAIR_INTERVAL_S", "StatusKeeping"]
+
+REPAIR_INTERVAL_S = 0.1  # at most ten re-publications of the online status a second
 
 log = logging.getLogger("edgeoff.site")
 
@@ -51,6 +53,8 @@ class StatusKeeping:
     _unsent: list[tuple[str, TaskResult]]
     _drops: DropLog
     _sessions: SessionBound
+    _repair_due: float | None  # when to re-publish the online status over a foreign one (None: not)
+    _last_repair: float
 
     if TYPE_CHECKING:  # provided by another part of the class; declared for the type checker
 
@@ -129,6 +133,20 @@ class StatusKeeping:
         self._drops.drop(
             "stale_status", message.topic, f"{status!r:.120}; re-publishing online (session {session})"
         )
+        self._repair_due = max(self._repair_due or 0.0, self._last_repair + REPAIR_INTERVAL_S)
+        self._repair_status()
+
+    def _repair_status(self) -> None:
+        """Re-publish the online status when a repair is due (at most one per REPAIR_INTERVAL_S: a flood of
+        foreign statuses gets a repair after the last one, not one publish each)."""
+        now = self.clock()
+        if self._repair_due is None or now < self._repair_due:
+            return
+        self._repair_due = None
+        session = self._session
+        if session is None or not self._up:
+            return
+        self._last_repair = now
         self.mqtt.publish(
             self._status_topic, self._status("online", session), qos=topics.QOS_AT_LEAST_ONCE, retain=True
         )
