@@ -54,6 +54,7 @@ from edgeoff.wire.messages import TaskResult
 from edgeoff.wire.mqtt import MqttClient, MqttEvent
 from edgeoff.wire.sessions import SessionBound
 from edgeoff.wire.store import TaskStore, redis_client
+from mobile_agent.dag_plan import DagApplication, start_application
 from mobile_agent.events import EventPump
 from mobile_agent.meter import summarise_run
 from mobile_agent.planner import (
@@ -133,6 +134,7 @@ class MobileAgent(TaskExecution, RemoteAttempts, EventPump, PolicyPublishing):
         self._policy_dirty = True
         self._policy_body: dict[str, Any] | None = None
         self._last_fallback: dict[str, Any] | None = None
+        self._application: DagApplication | None = None
         self.record = RunRecord()
 
     # ------------------------------------------------------------------ the run
@@ -181,6 +183,7 @@ class MobileAgent(TaskExecution, RemoteAttempts, EventPump, PolicyPublishing):
     def _run_app(self, run: int) -> None:
         self.record.apps_started += 1
         specs = sample_app_run(self.scenario, self.rng)
+        self._application = start_application(self.planner, specs, self.view)
         site_of: list[int] = []
         for spec in specs:
             if self.stop.is_set():  # SIGTERM: stop after the current task
