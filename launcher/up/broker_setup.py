@@ -157,7 +157,9 @@ class Brokers:
         `connection.json` of --out that `edgeoff status --run DIR` reads)."""
         password_file = self.password_file(OBSERVER)
         own_redis = self.redis_secrets is not None
-        redis_password_file = self.redis_secrets / "passwords" / OBSERVER if own_redis else None
+        redis_password_file = (
+            None if self.redis_secrets is None else self.redis_secrets / "passwords" / OBSERVER
+        )
         return {
             "broker": f"{self.host}:{self.port}",
             "username": None if password_file is None else OBSERVER,

@@ -27,7 +27,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoPermissionError
 from redis.retry import Retry
 
-from edgeoff.commands.status import read_redis
+from edgeoff.commands.observation import read_redis
 from edgeoff.wire import topics
 from edgeoff.wire.codec import encode_msgpack
 from edgeoff.wire.errors import StoreError
