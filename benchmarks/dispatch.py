@@ -119,7 +119,7 @@ class AgentLoop(WrappedLoop):
     """End to end: task requests to the site, results back (what a mobile agent does)."""
 
     def __init__(self, broker: BrokerSettings) -> None:
-        super().__init__(broker, "bench-agent", topics.results(AGENT), inline=True)
+        super().__init__(broker, "bench-agent", topics.agent_results(AGENT), inline=True)
         self.block = 0
         self._tasks_topic = topics.site_topic(SITE, "tasks")
 

@@ -5,14 +5,19 @@ Run it with the project's Python (it imports edgeoff), from anywhere:
     .venv/bin/python brokers/make-passwords.py                      # sites and agent of the paper scenario
     .venv/bin/python brokers/make-passwords.py --sites ed,ec,er,cd --agents md,tablet
     .venv/bin/python brokers/make-passwords.py --scenario my.toml --secrets /etc/edgeoff/secrets
+    .venv/bin/python brokers/make-passwords.py --workers 1 --observers explorer,probe
 
 Writes into the secrets directory (default brokers/secrets/, git-ignored; mode 0700, files 0600):
-  passwords/<username>   the password of each account (site-<id>, agent-<id>, worker, observer)
+  passwords/<username>   the password of each account (site-<id>, agent-<id>, worker, worker-<n>,
+                         observer, observer-<name>), for MQTT and Redis alike
   passwd                 Mosquitto password file (hashed with `mosquitto_passwd -U`)
-  acl                    brokers/mosquitto/acl expanded for these sites and agents
-  redis-password         the Redis password; redis-auth.conf: `requirepass ...` for redis.conf
-Existing passwords are kept (so running daemons keep working) unless --rotate. After a change, reload
-Mosquitto (SIGHUP) so it reads the new passwd and acl.
+  acl                    brokers/mosquitto/acl expanded for these accounts
+  redis-password         the password of Redis' `default` user (operators, health checks; no daemon)
+  redis-auth.conf        brokers/redis/users.acl expanded for these accounts (password hashes only)
+Each account holds one connection at a time (the broker uses the username as the client id): give each
+extra worker and each extra watching tool its own account. Existing passwords are kept (so running
+daemons keep working) unless --rotate. After a change, reload Mosquitto (SIGHUP) so it reads the new
+passwd and acl, and restart Redis (its users come from an included config file, read at start only).
 """
 
 from __future__ import annotations
@@ -42,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--agents", help="comma-separated agent ids (default: the scenario's mobile device id)"
     )
+    parser.add_argument("--workers", help="comma-separated ids of extra workers: accounts worker-<id>")
+    parser.add_argument(
+        "--observers", help="comma-separated names of extra observers: accounts observer-<name>"
+    )
     parser.add_argument("--rotate", action="store_true", help="new passwords for every account")
     parser.add_argument("--mosquitto-passwd", help="path of mosquitto_passwd (default: from PATH)")
     args = parser.parse_args(argv)
@@ -58,7 +67,10 @@ def main(argv: list[str] | None = None) -> int:
             args.secrets,
             sites=sites,
             agents=agents,
+            workers=_ids(args.workers or ""),
+            observers=_ids(args.observers or ""),
             acl_template=HERE / "mosquitto" / "acl",
+            redis_users_template=HERE / "redis" / "users.acl",
             rotate=args.rotate,
             mosquitto_passwd=args.mosquitto_passwd,
         )

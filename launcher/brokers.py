@@ -6,25 +6,32 @@ the tests, `edgeoff up` and host installs render a copy in which only the listed
 `render_conf`); the thin functions at the end read the templates and write files (`write_*`,
 `generate_secrets`), for `brokers/make-passwords.py`, `edgeoff up` and the tests.
 
-Account convention (see `brokers/mosquitto/acl`): `site-<site id>`, `agent-<agent id>`, `worker`,
-`observer`; ids follow the wire contract's id pattern.
+The accounts and the rendering of their access rules (Mosquitto ACL, Redis users) are in
+launcher.accounts; its names are re-exported here.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import shutil
 import subprocess
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
-from edgeoff.errors import EdgeoffError
 from edgeoff.files import atomic_write
-from edgeoff.wire.topics import validate_id
+from launcher.accounts import (
+    Account,
+    BrokerConfigError,
+    Role,
+    accounts,
+    agent_username,
+    observer_username,
+    render_acl,
+    render_redis_users,
+    site_username,
+    worker_username,
+)
 
 __all__ = [
     "MOSQUITTO_OVERRIDABLE",
@@ -36,14 +43,15 @@ __all__ = [
     "agent_username",
     "default_brokers_dir",
     "generate_secrets",
+    "observer_username",
     "render_acl",
     "render_conf",
+    "render_redis_users",
     "site_username",
+    "worker_username",
     "write_mosquitto_config",
     "write_redis_config",
 ]
-
-Role = Literal["site", "agent", "worker", "observer"]
 
 # Directives that a rendered copy may change; everything else is used exactly as written in brokers/.
 MOSQUITTO_OVERRIDABLE = frozenset(
@@ -52,93 +60,8 @@ MOSQUITTO_OVERRIDABLE = frozenset(
 MOSQUITTO_TLS_OVERRIDABLE = frozenset({"listener", "cafile", "certfile", "keyfile"})
 REDIS_OVERRIDABLE = frozenset({"bind", "port", "dir", "include"})
 
-_PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 _SECRET_MODE = 0o600
 _SECRET_DIR_MODE = 0o700
-
-
-class BrokerConfigError(EdgeoffError):
-    """A broker template, account list or secrets directory is not usable."""
-
-
-@dataclass(frozen=True)
-class Account:
-    """One MQTT account: its username, its role and the site or agent id it stands for (if any)."""
-
-    username: str
-    role: Role
-    id: str | None = None
-
-
-def site_username(site: str) -> str:
-    return f"site-{validate_id(site, what='site id')}"
-
-
-def agent_username(agent: str) -> str:
-    return f"agent-{validate_id(agent, what='agent id')}"
-
-
-def _unique(ids: Iterable[str], what: str) -> tuple[str, ...]:
-    out: list[str] = []
-    for value in ids:
-        validate_id(value, what=what)
-        if value in out:
-            raise BrokerConfigError(f"duplicate {what} {value!r}")
-        out.append(value)
-    return tuple(out)
-
-
-def accounts(sites: Iterable[str], agents: Iterable[str]) -> tuple[Account, ...]:
-    """Every account of a deployment: one per site, one per agent, the worker and the observer."""
-    return (
-        *(Account(site_username(s), "site", s) for s in _unique(sites, "site id")),
-        *(Account(agent_username(a), "agent", a) for a in _unique(agents, "agent id")),
-        Account("worker", "worker"),
-        Account("observer", "observer"),
-    )
-
-
-def render_acl(template: str, *, sites: Iterable[str], agents: Iterable[str]) -> str:
-    """Expand the ACL template: a block whose `user` line holds {site} ({agent}) once per site (agent).
-
-    A block is a `user` line and the lines after it up to the next blank line. A placeholder anywhere
-    else, or an unknown placeholder, is an error: the rendered file must never contain a literal `{`.
-    """
-    values: dict[str, tuple[str, ...]] = {
-        "site": _unique(sites, "site id"),
-        "agent": _unique(agents, "agent id"),
-    }
-    out: list[str] = []
-    lines = template.splitlines()
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        if not line.startswith("user "):
-            if not line.lstrip().startswith("#") and _PLACEHOLDER.search(line):
-                raise BrokerConfigError(f"ACL template line {i + 1}: placeholder outside a user block")
-            out.append(line)
-            i += 1
-            continue
-        end = i
-        while end < len(lines) and lines[end].strip():
-            end += 1
-        block = lines[i:end]
-        names = set(_PLACEHOLDER.findall("\n".join(block)))
-        if not names:
-            out.extend(block)
-        elif len(names) == 1 and names <= values.keys() and _PLACEHOLDER.search(line):
-            (name,) = names
-            for n, value in enumerate(values[name]):
-                if n:
-                    out.append("")
-                out.extend(b.replace("{" + name + "}", value) for b in block)
-        else:
-            raise BrokerConfigError(
-                f"ACL template line {i + 1}: a block may use one placeholder, {{site}} or {{agent}}, "
-                f"on its user line (found {sorted(names)})"
-            )
-        i = end
-    return "\n".join(out) + "\n"
 
 
 def render_conf(template: str, overrides: Mapping[str, str], *, allowed: frozenset[str]) -> str:
@@ -189,31 +112,38 @@ def generate_secrets(
     *,
     sites: Iterable[str],
     agents: Iterable[str],
-    acl_template: Path,
+    workers: Iterable[str] = (),
+    observers: Iterable[str] = (),
+    acl_template: Path | None = None,
+    redis_users_template: Path | None = None,
     rotate: bool = False,
     mosquitto_passwd: str | None = None,
+    mqtt: bool = True,
 ) -> tuple[Account, ...]:
     """Create or update the secrets directory of a deployment (mode 0700, files 0600).
 
     - `passwords/<username>`: one random password per account (kept across runs unless `rotate`), the
-      file a daemon points `BrokerSettings.password_file` at;
+      file a daemon points `BrokerSettings.password_file` and `RedisSettings.password_file` at (one
+      password per account, for MQTT and Redis alike);
     - `passwd`: the Mosquitto password file (rebuilt from the accounts, hashed by `mosquitto_passwd -U`,
-      so no password ever appears on a command line);
-    - `acl`: the ACL template rendered for these sites and agents;
-    - `redis-password` and `redis-auth.conf` (`requirepass ...`, included by brokers/redis/redis.conf).
-    Accounts that are no longer listed lose their password file, their line in `passwd` and their ACL
-    block.
+      so no password ever appears on a command line) and `acl`, the ACL template rendered for these
+      accounts (both skipped with `mqtt=False`, for a run that reuses its MQTT broker);
+    - `redis-password` (the operators' `default` user) and `redis-auth.conf`, included by
+      brokers/redis/redis.conf: one ACL user per account with the SHA-256 of its password.
+    `workers` and `observers` add accounts `worker-<id>` and `observer-<name>` beside `worker` and
+    `observer`. Accounts that are no longer listed lose their password file, their line in `passwd`,
+    their ACL block and their Redis user.
     """
-    tool = shutil.which(mosquitto_passwd or "mosquitto_passwd")
-    if tool is None:
+    tool = shutil.which(mosquitto_passwd or "mosquitto_passwd") if mqtt else None
+    if mqtt and tool is None:
         raise BrokerConfigError(
             "mosquitto_passwd not found: install the Mosquitto broker (Debian/Ubuntu: apt-get install "
             "mosquitto; it ships mosquitto_passwd) or pass its path"
         )
-    site_ids = _unique(sites, "site id")
-    agent_ids = _unique(agents, "agent id")
-    accts = accounts(site_ids, agent_ids)
-    acl = render_acl(acl_template.read_text(encoding="utf-8"), sites=site_ids, agents=agent_ids)
+    brokers = default_brokers_dir()
+    accts = accounts(sites, agents, workers, observers)
+    acl = render_acl((acl_template or brokers / "mosquitto" / "acl").read_text(encoding="utf-8"), accts)
+    users_template = (redis_users_template or brokers / "redis" / "users.acl").read_text(encoding="utf-8")
 
     pw_dir = secrets_dir / "passwords"
     for d in (secrets_dir, pw_dir):
@@ -229,11 +159,22 @@ def generate_secrets(
         _write_secret(path, value + "\n")
         return value
 
-    lines = [f"{a.username}:{password(pw_dir / a.username)}" for a in accts]
+    passwords = {a.username: password(pw_dir / a.username) for a in accts}
     for stale in set(pw_dir.iterdir()) - {pw_dir / a.username for a in accts}:
         stale.unlink()  # an account that is no longer listed keeps no password behind
-    passwd = secrets_dir / "passwd"
-    _write_secret(passwd, "\n".join(lines) + "\n")
+    if tool is not None:
+        _write_mosquitto_passwd(secrets_dir / "passwd", passwords, tool)
+        _write_secret(secrets_dir / "acl", acl)
+
+    admin = password(secrets_dir / "redis-password")
+    _write_secret(
+        secrets_dir / "redis-auth.conf", render_redis_users(users_template, accts, passwords, admin)
+    )
+    return accts
+
+
+def _write_mosquitto_passwd(passwd: Path, passwords: Mapping[str, str], tool: str) -> None:
+    _write_secret(passwd, "".join(f"{user}:{pw}\n" for user, pw in passwords.items()))
     try:
         subprocess.run([tool, "-U", str(passwd)], check=True, capture_output=True, text=True)
     except (OSError, subprocess.CalledProcessError) as exc:
@@ -241,11 +182,6 @@ def generate_secrets(
         detail = exc.stderr.strip() if isinstance(exc, subprocess.CalledProcessError) else ""
         raise BrokerConfigError(f"{tool} -U failed: {detail or exc}") from None
     passwd.chmod(_SECRET_MODE)
-    _write_secret(secrets_dir / "acl", acl)
-
-    redis_pw = password(secrets_dir / "redis-password")
-    _write_secret(secrets_dir / "redis-auth.conf", f"requirepass {redis_pw}\n")
-    return accts
 
 
 def write_mosquitto_config(

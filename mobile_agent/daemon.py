@@ -49,10 +49,12 @@ from edgeoff.ops import (
     settings_from_args,
     settings_parser,
 )
+from edgeoff.ops.logs import DropLog, RateLimitedLog
 from edgeoff.scenario import Scenario, load_scenario
 from edgeoff.wire import topics
 from edgeoff.wire.messages import TaskResult
 from edgeoff.wire.mqtt import Inbox, MqttClient, MqttEvent
+from edgeoff.wire.sessions import SessionBound
 from edgeoff.wire.store import TaskStore, redis_client
 from mobile_agent.avoidance import AvoidingView
 from mobile_agent.dag_plan import DagApplication, start_application
@@ -89,7 +91,7 @@ class NotConnectedError(EdgeoffError):
     """The agent never connected to the broker within wait_sites_s, or the broker refused its account."""
 
 
-STORE_TIMEOUT_S = 0.3  # the agent's Redis calls: a read-back or a fence, never a wait
+STORE_TIMEOUT_S = 0.3  # the agent's Redis calls: a read-back, a fence or a session check, never a wait
 # wall seconds from a task request to its result: milliseconds (a cloud site) to minutes (a slow ED)
 ROUND_TRIP_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
@@ -109,6 +111,7 @@ class MobileAgent(TaskExecution, RemoteAttempts, EventPump, PolicyPublishing):
         on_policy: Callable[[dict[str, Any]], None] | None = None,
         store: TaskStore | None = None,
         ops: Operations | None = None,
+        sessions: SessionBound | None = None,
     ) -> None:
         self.settings = settings
         self.scenario = scenario
@@ -117,6 +120,10 @@ class MobileAgent(TaskExecution, RemoteAttempts, EventPump, PolicyPublishing):
         self.clock = clock
         self.wall_clock = wall_clock
         self.on_policy = on_policy  # in-process hook (benchmarks): called with each published policy
+        # statuses of sessions above a site's counter in Redis are forged: ignored (None: no check)
+        self.sessions = sessions
+        self._drops = DropLog(log, f"agent {settings.agent}", clock=clock)
+        self._quiet = RateLimitedLog(log, clock=clock)
         self.view = AvoidingView(scenario, prior_availability=settings.prior_availability)
         self.store = store
         self._store_down_since: float | None = None
@@ -140,7 +147,7 @@ class MobileAgent(TaskExecution, RemoteAttempts, EventPump, PolicyPublishing):
             ["site", "ok"],
         )
         self.rng = np.random.default_rng(settings.seed)
-        self._results_topic = topics.results(settings.agent)
+        self._results_topic = topics.agent_results(settings.agent)
         self._policy_topic = topics.agent_policy(settings.agent)
         self._nonce = secrets.token_hex(4)  # task ids unique across runs sharing one Redis
         self._task_seq = 0
@@ -268,6 +275,7 @@ class MobileAgent(TaskExecution, RemoteAttempts, EventPump, PolicyPublishing):
 
     def _shutdown(self) -> None:
         self.ops.stopping()
+        self._drops.flush(force=True)
         self.mqtt.stop(with_will=False)
         if self.store is not None:
             self.store.close()
@@ -298,12 +306,20 @@ def build_agent(settings: AgentSettings, stop: threading.Event, ops: Operations 
             prior_availability=settings.prior_availability,
         ),
     )
-    store = None
-    if settings.use_store:
-        # fail fast: the agent reads back and fences off in passing, and never waits on Redis for long
-        fast = settings.redis.model_copy(update={"retries": 0, "socket_timeout_s": STORE_TIMEOUT_S})
-        store = TaskStore(redis_client(fast), retention_s=settings.redis.retention_s)
-    return MobileAgent(settings=settings, scenario=scenario, planner=planner, stop=stop, ops=ops, store=store)
+    # fail fast (no retries): the agent reads back, fences off and checks a new session in passing, and an
+    # unreachable Redis must never stall its event pump (a status it cannot verify waits for the next read)
+    fast = settings.redis.model_copy(update={"retries": 0, "socket_timeout_s": STORE_TIMEOUT_S})
+    store = TaskStore(redis_client(fast), retention_s=settings.redis.retention_s)
+    sessions = SessionBound(store.session)
+    return MobileAgent(
+        settings=settings,
+        scenario=scenario,
+        planner=planner,
+        stop=stop,
+        ops=ops,
+        store=store if settings.use_store else None,
+        sessions=sessions,
+    )
 
 
 @dataclass
@@ -339,7 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings_from_args=functools.partial(settings_from_args, AgentSettings),
             build=build_service,
             label=lambda settings: {"agent": settings.agent},
-            check_redis=False,  # the agent does not use Redis: ready = connected to the broker
+            check_redis=False,  # Redis is used in passing (read-back, fences, sessions): ready = connected
         )
     except NotConnectedError as exc:
         print(f"edgeoff-agent: error: {exc}", file=sys.stderr)

@@ -10,12 +10,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from edgeoff.ops import MAX_IDLE_WAIT_S, Operations
+from edgeoff.ops.logs import DropLog, RateLimitedLog
 from edgeoff.scenario import Scenario
 from edgeoff.wire import topics
 from edgeoff.wire.codec import decode_json, decode_msgpack
 from edgeoff.wire.errors import DecodeError, TopicError
 from edgeoff.wire.messages import Prediction, SiteProfile, SiteStatus, TaskResult
 from edgeoff.wire.mqtt import Connected, Counters, Disconnected, Message, MqttClient, MqttEvent
+from edgeoff.wire.sessions import SessionBound
 from mobile_agent.avoidance import AvoidingView
 from mobile_agent.meter import Detection
 from mobile_agent.planner import Change, Planner
@@ -48,16 +50,19 @@ class EventPump:
     ops: Operations
     stop: threading.Event
     inbox: queue.Queue[MqttEvent]
+    sessions: SessionBound | None
     _policy_dirty: bool
     _sent: dict[tuple[str, int], int]
     _results: dict[tuple[str, int], TaskResult]
+    _drops: DropLog
+    _quiet: RateLimitedLog
     _refused: int | None  # the broker's reason code when it refused our connection (bad credentials)
 
     if TYPE_CHECKING:  # provided by another part of the class; declared for the type checker
 
         def _publish_policy(self, *, progress_only: bool = False) -> None: ...  # PolicyPublishing's
 
-        def _on_result(self, result: TaskResult) -> None: ...  # RemoteAttempts'
+        def _on_result(self, sender: str, result: TaskResult) -> None: ...  # RemoteAttempts'
 
         def _read_back(self, key: tuple[str, int]) -> None: ...  # RemoteAttempts'
 
@@ -77,6 +82,8 @@ class EventPump:
             self._handle(event)
             if self._policy_dirty:
                 self._publish_policy()
+        self._drops.flush()
+        self._quiet.flush()
 
     def _handle(self, event: MqttEvent) -> None:
         match event:
@@ -85,7 +92,7 @@ class EventPump:
                     self._on_message(event)
                 except (DecodeError, TopicError) as exc:
                     self.counters.incr("in_dropped.invalid")
-                    log.warning("agent: dropped a message on %.80s: %s", event.topic, exc)
+                    self._drops.drop("invalid", event.topic, str(exc))
             case Connected():
                 log.info("agent %s: connected", self.settings.agent)
                 self._policy_dirty = True
@@ -100,34 +107,49 @@ class EventPump:
 
     def _on_message(self, message: Message) -> None:
         parsed = topics.parse_topic(message.topic)
-        if parsed.kind in ("status", "profile", "prediction") and self.view.heard_from(parsed.id):
-            self._policy_dirty = True  # a site we avoided after a missed deadline is back in the policy
         limit = self.settings.max_message_bytes
         change: Change
         match parsed.kind:
             case "status":
-                change = self.view.apply_status(
-                    parsed.id, decode_json(SiteStatus, message.payload, max_bytes=limit)
-                )
+                status = decode_json(SiteStatus, message.payload, max_bytes=limit)
+                if self.sessions is not None and not self.sessions.plausible(parsed.id, status.session):
+                    self.counters.incr("in_ignored.unknown_session")  # never given by Redis: forged
+                    self._quiet.log(
+                        logging.INFO,
+                        f"session:{parsed.id}",
+                        "agent: %s",
+                        f"ignored a status of {parsed.id} with a session above its counter",
+                    )
+                    return
+                self._heard_from(parsed.id)
+                change = self.view.apply_status(parsed.id, status)
                 self._on_change(parsed.id, change, "offline status")
             case "profile":
-                change = self.view.apply_profile(
-                    parsed.id, decode_json(SiteProfile, message.payload, max_bytes=limit)
-                )
+                profile = decode_json(SiteProfile, message.payload, max_bytes=limit)
+                self._heard_from(parsed.id)
+                change = self.view.apply_profile(parsed.id, profile)
                 self._count_ignored(change, message.topic)
             case "prediction":
                 prediction = decode_json(Prediction, message.payload, max_bytes=limit)
+                self._heard_from(parsed.id)
                 change = self.view.apply_prediction(parsed.id, prediction)
                 self._on_change(parsed.id, change, "detector:down prediction")
-            case "results" if parsed.id == self.settings.agent:
-                self._on_result(decode_msgpack(TaskResult, message.payload, max_bytes=limit))
+            case "results" if parsed.id == self.settings.agent and parsed.site is not None:
+                self._on_result(parsed.site, decode_msgpack(TaskResult, message.payload, max_bytes=limit))
             case _:
                 raise TopicError(f"unexpected topic {message.topic[:80]!r}")
+
+    def _heard_from(self, site: str) -> None:
+        """A valid message of `site` (or about it) arrived: a site avoided after a missed deadline is back."""
+        if self.view.heard_from(site):
+            self._policy_dirty = True
 
     def _count_ignored(self, change: Change, topic: str) -> None:
         if change == "ignored":
             self.counters.incr("in_ignored")
-            log.info("agent: ignored a stale or unknown message on %.80s", topic)
+            self._quiet.log(
+                logging.INFO, "ignored", "agent: ignored a stale or unknown message on %.80s", topic
+            )
 
     def _on_change(self, site: str, change: Change, how: str) -> None:
         self._count_ignored(change, site)

@@ -193,12 +193,13 @@ class AgentView:
 
     def apply_prediction(self, site: str, prediction: Prediction) -> Change:
         """A prediction: `down`/`up` when the detector's verdict flips usability, `changed` when the value
-        the engines use changes; an older version than the one held is ignored."""
+        the engines use changes; an older version of the same worker epoch than the one held is ignored
+        (one of another epoch is news: a forged version cannot hide the worker's next epoch)."""
         state = self._sites.get(site)
         if state is None or prediction.site != site:
             return "ignored"
         old = state.prediction
-        if old is not None and prediction.version < old.version:
+        if old is not None and prediction.epoch == old.epoch and prediction.version < old.version:
             return "ignored"
         before = state.usable
         state.prediction = prediction

@@ -12,11 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from edgeoff.ops.logs import RateLimitedLog, excerpt
 from edgeoff.scenario import Scenario
 from edgeoff.wire import topics
 from edgeoff.wire.codec import encode_msgpack
 from edgeoff.wire.errors import StoreError
-from edgeoff.wire.messages import ERROR_BUSY, ERROR_STORE, TaskRequest, TaskResult
+from edgeoff.wire.messages import ERROR_BUSY, ERROR_STORE, MAX_WALL_TS, TaskRequest, TaskResult
 from edgeoff.wire.mqtt import Counters, MqttClient
 from edgeoff.wire.store import TaskStore
 from mobile_agent.avoidance import AvoidingView
@@ -60,6 +61,7 @@ class RemoteAttempts:
     _accepted_tasks: dict[str, None]  # the task ids whose result was accepted lately, oldest first
     _results: dict[tuple[str, int], TaskResult]
     _round_trip: Any
+    _quiet: RateLimitedLog
 
     if TYPE_CHECKING:  # provided by another part of the class; declared for the type checker
 
@@ -93,9 +95,11 @@ class RemoteAttempts:
             output_kb=spec.output_kb,
             memory_gb=spec.memory_gb,
             deadline_s=deadline_s,
-            expires_at=self.wall_clock() + deadline_s,  # the site never starts it after we gave up
+            expires_at=min(self.wall_clock() + deadline_s, MAX_WALL_TS),  # never started after we gave up
         )
         key = (task_id, attempt)
+        if attempt > 0:
+            self._fence(task_id, attempt)  # no older attempt of this task starts once this one is out
         self._sent[key] = site
         sent_at = self.clock()
         info = self.mqtt.publish(
@@ -147,29 +151,45 @@ class RemoteAttempts:
     # ------------------------------------------------------------------ the store of record
 
     def _read_back(self, key: tuple[str, int]) -> None:
-        """The attempt's result from Redis, if a site stored it (fail-fast: a missing store costs ms)."""
-        if self.store is None:
+        """The attempt's result from Redis, if the site it was sent to stored it (fail-fast: a missing
+        store costs ms). Only that site may write its result keys (brokers/redis/users.acl), so the key
+        vouches for the sender as the results topic does."""
+        site = self._sent.get(key)
+        if self.store is None or site is None:
             return
+        site_id = self.site_ids[site]
         try:
-            stored = self.store.get_result(*key)
+            stored = self.store.get_result(site_id, *key)
         except StoreError as exc:
-            self.counters.incr("store_errors")
-            log.info("agent: cannot read back %s attempt %d: %s", *key, exc)
+            self._store_error("read back", key, exc)
             return
         if stored is not None:
             self.counters.incr("results_read_back")
-            self._on_result(stored)
+            self._on_result(site_id, stored)
 
-    def _cancel(self, key: tuple[str, int]) -> None:
-        """Fence the attempt off (edgeoff.wire.store): it never starts after we gave up on it."""
+    def _fence(self, task_id: str, attempt: int) -> None:
+        """Raise the task's fence to `attempt` before sending it: an older attempt never starts after."""
         if self.store is None:
             return
         try:
-            self.store.cancel(*key)
+            self.store.fence(task_id, attempt, agent=self.settings.agent)
+        except StoreError as exc:
+            self._store_error("fence", (task_id, attempt), exc)
+
+    def _cancel(self, key: tuple[str, int]) -> None:
+        """Fence the attempt off (edgeoff.wire.store): it never starts after we gave up on it, and a site
+        running it stops at its next lease renewal."""
+        if self.store is None:
+            return
+        try:
+            self.store.cancel(*key, agent=self.settings.agent)
             self.counters.incr("attempts_cancelled")
         except StoreError as exc:
-            self.counters.incr("store_errors")
-            log.info("agent: cannot cancel %s attempt %d: %s", *key, exc)
+            self._store_error("cancel", key, exc)
+
+    def _store_error(self, what: str, key: tuple[str, int], exc: StoreError) -> None:
+        self.counters.incr("store_errors")
+        self._quiet.log(logging.INFO, f"store:{what}", "agent: cannot %s %s attempt %d: %s", what, *key, exc)
 
     def _check_store(self) -> None:
         """After a "store unavailable", try the sites again once the back-off has passed."""
@@ -183,7 +203,9 @@ class RemoteAttempts:
             return Failure("detector_down", "site suspected by the detector (detector:down)")
         return Failure("offline", "site offline")
 
-    def _on_result(self, result: TaskResult) -> None:
+    def _on_result(self, sender: str, result: TaskResult) -> None:
+        """A result from `sender` (the site its topic names, which the broker's ACL vouches for): kept
+        only when it is for an attempt awaited from that very site."""
         key = (result.task_id, result.attempt)
         if key in self._results:
             self.counters.incr("results_duplicate")
@@ -192,10 +214,18 @@ class RemoteAttempts:
         if site is None:
             self.counters.incr("results_late")  # an attempt given up on, or a duplicate after completion
             return
-        self.view.heard_from(result.site)
-        if result.site != self.site_ids[site]:
+        self.view.heard_from(sender)
+        if sender != self.site_ids[site] or result.site != sender:
             self.counters.incr("results_wrong_site")
-            log.warning("agent: result of %s attempt %d from unexpected site %s", *key, result.site)
+            self._quiet.log(
+                logging.WARNING,
+                f"wrong_site:{sender}",
+                "agent: result of %s attempt %d from %s (sent to %s): ignored",
+                excerpt(key[0]),
+                key[1],
+                sender,
+                self.site_ids[site],
+            )
             return
         self._results[key] = result
         if result.task_id in self._accepted_tasks:  # structurally impossible; measured by benchmarks/chaos

@@ -61,13 +61,15 @@ from edgeoff.ops import (
     settings_from_args,
     settings_parser,
 )
+from edgeoff.ops.logs import DropLog, RateLimitedLog
 from edgeoff.scenario import load_scenario
 from edgeoff.traces import load_node_table
 from edgeoff.wire import topics
 from edgeoff.wire.codec import decode_json, decode_msgpack
 from edgeoff.wire.errors import DecodeError, StoreError, TopicError
-from edgeoff.wire.messages import Heartbeat, SiteStatus
+from edgeoff.wire.messages import Heartbeat, Prediction, SiteStatus
 from edgeoff.wire.mqtt import Connected, Disconnected, Inbox, Message, MqttClient, MqttEvent
+from edgeoff.wire.sessions import SessionBound
 from prediction_worker.detector import Detector, FixedTimeoutDetector, PhiAccrualDetector
 from prediction_worker.heartbeats import HeartbeatBoard, HeartbeatIntake
 from prediction_worker.predictions import PredictionPublishing, Seed, _SiteView
@@ -154,6 +156,10 @@ class PredictionWorker(HeartbeatIntake, PredictionPublishing):
             "predicted_availability", "The last published availability of each site.", ["site"]
         )
         self._views: dict[str, _SiteView] = {}
+        self._drops = DropLog(log, f"worker {settings.worker_id}", clock=clock)
+        self._errors = RateLimitedLog(log, clock=clock)
+        self._sessions = SessionBound(store.session, clock=clock)  # no session above the site's counter
+        self._epoch = 0
         self._connects = 0
         self._next_poll = 0.0
         self._next_stats = 0.0
@@ -171,20 +177,27 @@ class PredictionWorker(HeartbeatIntake, PredictionPublishing):
 
     def subscriptions(self) -> list[tuple[str, int]]:
         """Topic filters and QoS: every site's (`+`), or with a shard of n > 1 and known sites, only the
-        sites this shard owns, so the broker never sends it the other shards' heartbeats."""
+        sites this shard owns, so the broker never sends it the other shards' heartbeats. Besides, the
+        predictions of those sites, to answer one this worker did not publish (see predictions.py; not
+        with --shared, where every worker publishes)."""
         kinds: tuple[tuple[Literal["heartbeat", "status"], int], ...] = (
             ("heartbeat", topics.QOS_AT_MOST_ONCE),
             ("status", topics.QOS_AT_LEAST_ONCE),
         )
-        if self.shard.count == 1 or not self.sites or self.settings.shared:
+        if self.settings.shared:
             return [(self.subscription(kind), qos) for kind, qos in kinds]
+        if self.shard.count == 1 or not self.sites:
+            own = [(self.subscription(kind), qos) for kind, qos in kinds]
+            return [*own, (f"{topics.PREFIX}/predictions/+", topics.QOS_AT_LEAST_ONCE)]
         owned = [site for site in self.sites if self.shard.owns(site)]
-        return [(topics.site_topic(site, kind), qos) for site in owned for kind, qos in kinds]
+        out = [(topics.site_topic(site, kind), qos) for site in owned for kind, qos in kinds]
+        return out + [(topics.prediction(site), topics.QOS_AT_LEAST_ONCE) for site in owned]
 
     def serve(self) -> None:
         """Connect, serve until `stop` is set, then disconnect cleanly."""
         for topic, qos in self.subscriptions():
             self.mqtt.subscribe(topic, qos=qos)
+        self._take_epoch()
         self.mqtt.start()
         log.info(
             "worker %s serving: detector %s, shard %s%s",
@@ -224,6 +237,8 @@ class PredictionWorker(HeartbeatIntake, PredictionPublishing):
         if now >= self._next_stats:
             self._next_stats = now + self.settings.stats_s
             self._write_stats()
+            self._drops.flush()
+            self._errors.flush()
 
     def handle(self, event: MqttEvent) -> None:
         match event:
@@ -253,7 +268,14 @@ class PredictionWorker(HeartbeatIntake, PredictionPublishing):
 
     def _drop(self, reason: str, topic: str, detail: str) -> None:
         self.counters.incr(f"in_dropped.{reason}")
-        log.warning("worker: dropped a message on %.80r (%s): %s", topic, reason, detail)
+        self._drops.drop(reason, topic, detail)
+
+    def _real_session(self, site: str, session: int) -> bool:
+        """False (counted) for a session above the site's counter in Redis: one it was never given."""
+        if self._sessions.plausible(site, session):
+            return True
+        self.counters.incr("in_ignored.unknown_session")
+        return False
 
     def _on_message(self, message: Message, *, held: bool = False) -> None:
         try:
@@ -269,7 +291,7 @@ class PredictionWorker(HeartbeatIntake, PredictionPublishing):
             except DecodeError as exc:
                 self._drop("heartbeat_decode", message.topic, str(exc))
                 return
-            if not self._owned(parsed.id):
+            if not self._owned(parsed.id) or not self._real_session(parsed.id, beat.session):
                 return
             self.counters.incr("in_heartbeats")
             verdicts = self.detector.heartbeat(parsed.id, beat.session, now)
@@ -279,7 +301,7 @@ class PredictionWorker(HeartbeatIntake, PredictionPublishing):
             except DecodeError as exc:
                 self._drop("status_decode", message.topic, str(exc))
                 return
-            if not self._owned(parsed.id):
+            if not self._owned(parsed.id) or not self._real_session(parsed.id, status.session):
                 return
             self.counters.incr("in_statuses")
             if status.state == "offline" and not held:
@@ -288,6 +310,19 @@ class PredictionWorker(HeartbeatIntake, PredictionPublishing):
                 self._held_offline.append((self.clock() + OFFLINE_HOLD_S, message))
                 return
             verdicts = self.detector.status(parsed.id, status.state, status.session, now)
+        elif parsed.kind == "prediction":
+            try:
+                prediction = decode_json(Prediction, message.payload, max_bytes=limit)
+            except DecodeError as exc:
+                self._drop("prediction_decode", message.topic, str(exc))
+                return
+            if prediction.site != parsed.id:
+                self._drop("prediction_site", message.topic, f"a prediction of {prediction.site}")
+                return
+            # a retained copy predates this connection: the worker's next publish replaces it anyway
+            if not message.retain and self.shard.owns(parsed.id):
+                self._on_foreign_prediction(parsed.id, prediction)
+            return
         else:
             self._drop("topic", message.topic, f"not a subscribed kind ({parsed.kind})")
             return
@@ -304,7 +339,7 @@ class PredictionWorker(HeartbeatIntake, PredictionPublishing):
 
     def poll(self, now: float) -> None:
         """Down verdicts of silent sites (unless this worker was cut off or stalled: then it resyncs
-        first), closed windows, retries of unstored changes."""
+        first), closed windows, retries of unstored changes, answers to foreign predictions."""
         last, self._last_poll = self._last_poll, now
         if last is not None and now - last > self._stall_s and self._judge_from is None:
             # the loop was late; if heartbeats kept arriving meanwhile (the network thread stamped them),
@@ -321,6 +356,7 @@ class PredictionWorker(HeartbeatIntake, PredictionPublishing):
         if self._judge_from is None:
             for verdict in self.detector.poll(now):
                 self._on_verdict(verdict)
+        self._repair(now)
         for site, view in self._views.items():
             closed = view.trace.advance(now)
             if closed:
@@ -332,11 +368,12 @@ class PredictionWorker(HeartbeatIntake, PredictionPublishing):
         try:
             self.store.write_counters(self.settings.worker_id, self.counters.snapshot())
         except StoreError as exc:
-            log.warning("worker: cannot write counters: %s", exc)
+            self._errors.log(logging.WARNING, "counters", "worker: cannot write counters: %s", exc)
 
     def _shutdown(self) -> None:
         self.ops.stopping()
         self._write_stats()
+        self._drops.flush(force=True)
         self.mqtt.stop(with_will=False)
         self.store.close()
         log.info("worker %s: stopped; counters %s", self.settings.worker_id, self.counters.snapshot())

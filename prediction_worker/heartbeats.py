@@ -52,7 +52,9 @@ class HeartbeatIntake:
 
     The first heartbeat of a topic takes the checked path (`_on_message`: topic parsed and validated,
     ownership, counted drops); a valid, owned topic is then remembered, and its later beats only decode
-    (strictly) and go to the detector, counted once per poll: no regex and no lock per beat.
+    (strictly), have their session checked against the site's counter (a dict lookup, unless the session
+    is new: edgeoff.wire.sessions) and go to the detector, counted once per poll: no regex and no lock per
+    beat.
     """
 
     settings: WorkerSettings
@@ -71,6 +73,8 @@ class HeartbeatIntake:
         def _on_verdict(self, verdict: Verdict) -> None: ...
 
         def _drop(self, reason: str, topic: str, detail: str) -> None: ...
+
+        def _real_session(self, site: str, session: int) -> bool: ...
 
     def _take_beats(self) -> None:
         """Every heartbeat on the board, in arrival order, into the detector."""
@@ -92,6 +96,8 @@ class HeartbeatIntake:
                 session = decode_msgpack(Heartbeat, payload, max_bytes=limit).session
             except DecodeError as exc:
                 self._drop("heartbeat_decode", topic, str(exc))
+                continue
+            if not self._real_session(site, session):  # above the site's counter: never given, forged
                 continue
             counted += 1
             for verdict in self.detector.heartbeat(site, session, at):

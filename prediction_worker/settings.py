@@ -52,6 +52,9 @@ class WorkerSettings(DaemonSettings, OpsSettings):
     epsilon: Annotated[float, Field(ge=0, lt=1)] = 0.01  # smaller forecast moves are not published
     max_verdicts: Annotated[int, Field(ge=1)] = 1000  # verdicts kept per site in Redis
     shard: str = "0/1"  # i/n: handle the sites whose stable hash mod n is i
+    # a prediction on an owned site's topic that this worker did not publish is answered with its own
+    # (in a new epoch) after this many seconds (not with --shared, where every worker publishes)
+    repair_s: Annotated[float, Field(gt=0)] = 0.2
     shared: bool = False  # subscribe through $share/{share_group}/...
     share_group: Id = "workers"  # the shared subscription group
     scenario: Path | None = None  # None: the paper's scenario

@@ -43,11 +43,13 @@ from edgeoff.ops import (
     settings_from_args,
     settings_parser,
 )
+from edgeoff.ops.logs import DropLog, RateLimitedLog
 from edgeoff.scenario import Scenario, Site, load_scenario
 from edgeoff.traces import load_node_table
 from edgeoff.wire import topics
 from edgeoff.wire.messages import TaskResult
 from edgeoff.wire.mqtt import Connected, Disconnected, Inbox, Message, MqttClient
+from edgeoff.wire.sessions import SessionBound
 from edgeoff.wire.store import TaskStore
 from site_daemon.execution import DEFAULT_HANDLERS, HandlerRegistry, execution_time_s
 from site_daemon.failure_injection import Period, failure_model_for_site, periods
@@ -128,6 +130,11 @@ class SiteDaemon(TaskClaims, StatusKeeping, InjectedFailures):
         self._link_expires_at: float | None = None  # a hung node's link: when the broker's keepalive runs out
         # results finished while disconnected, with their agent: published on the next connection
         self._unsent: list[tuple[str, TaskResult]] = []
+        self._drops = DropLog(log, f"site {site.id}", clock=clock)  # dropped input: rate-limited summaries
+        self._quiet = RateLimitedLog(log, clock=clock)  # any other line hostile input could repeat
+        self._sessions = SessionBound(store.session, clock=clock)  # sessions Redis gave this site
+        self._repair_due: float | None = None
+        self._last_repair = -1e9
 
     # ------------------------------------------------------------------ the loop
 
@@ -146,12 +153,15 @@ class SiteDaemon(TaskClaims, StatusKeeping, InjectedFailures):
             while not self.stop.is_set():
                 self._step()
                 self.ops.tick(connected=self._session is not None)
+                self._drops.flush()
         finally:
             self._shutdown()
 
     def _step(self) -> None:
         now = self.clock()
-        deadlines = [d for d in (self._next_phase_at, self._link_expires_at) if d is not None]
+        deadlines = [
+            d for d in (self._next_phase_at, self._link_expires_at, self._repair_due) if d is not None
+        ]
         timeout = min([MAX_IDLE_WAIT_S, *(d - now for d in deadlines)])
         # network traffic and paho's callbacks (which fill the inbox) happen in poll, on this thread
         self.mqtt.poll(0.0 if self.inbox.qsize() else max(timeout, 0.0))
@@ -162,6 +172,8 @@ class SiteDaemon(TaskClaims, StatusKeeping, InjectedFailures):
         if event is not None:
             self._handle_batch(self._drain(event))
         now = self.clock()
+        if self._repair_due is not None:
+            self._repair_status()
         if self._next_phase_at is not None and now >= self._next_phase_at:
             self._next_phase()
         if self._link_expires_at is not None and now >= self._link_expires_at:
@@ -212,6 +224,7 @@ class SiteDaemon(TaskClaims, StatusKeeping, InjectedFailures):
 
     def _shutdown(self) -> None:
         self.ops.stopping()
+        self._drops.flush(force=True)
         self._abort.set()
         self._heartbeats.stop()
         session = self._session

@@ -106,12 +106,20 @@ class Outcome:
 def instant_outcome(request: TaskRequest, *, emulated_s: float, memory_gb: float) -> Outcome | None:
     """The outcome of a task that needs no time at all to run, or None when running it takes time.
 
-    Known at once: a task that needs more memory than the site has (it fails), and an emulated task (no
-    handler) of zero duration (an execution scale of 0, or 0 MI). The daemon runs these on its own thread,
-    claiming and storing the result in one step; everything else goes to the worker threads via `execute`.
+    Known at once: a task that needs more memory than the site has (it fails), an emulated task that would
+    run longer than its deadline (it fails: the agent would have given up on it, and one such task must
+    not hold the site's executor for days), and an emulated task (no handler) of zero duration (an
+    execution scale of 0, or 0 MI). The daemon runs these on its own thread, claiming and storing the result
+    in one step; everything else goes to the worker threads via `execute`.
     """
     if request.memory_gb > memory_gb:
         return Outcome(ok=False, exec_s=0.0, error=f"needs {request.memory_gb} GB, site has {memory_gb} GB")
+    if request.handler is None and not emulated_s <= request.deadline_s:  # (NaN too)
+        return Outcome(
+            ok=False,
+            exec_s=0.0,
+            error=f"needs {emulated_s:.4g} s, past its deadline of {request.deadline_s:.4g} s",
+        )
     if request.handler is None and emulated_s <= 0.0:
         return Outcome(ok=True, exec_s=0.0)
     return None

@@ -24,19 +24,38 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from edgeoff.ops.logs import DropLog, RateLimitedLog
 from edgeoff.scenario import Site
 from edgeoff.wire import topics
 from edgeoff.wire.codec import decode_msgpack, encode_msgpack
 from edgeoff.wire.errors import DecodeError, StoreError, TopicError
 from edgeoff.wire.messages import ERROR_BUSY, ERROR_STORE, TaskRequest, TaskResult
 from edgeoff.wire.mqtt import Counters, Message, MqttClient, MqttEvent
-from edgeoff.wire.store import Claim, TaskStore
+from edgeoff.wire.store import MAX_LEASE_MS, Claim, TaskStore
 from site_daemon.execution import HandlerRegistry, Outcome, execute, instant_outcome
 from site_daemon.settings import SiteSettings
 
-__all__ = ["SiteEvent", "TaskClaims", "TaskFinished"]
+__all__ = ["SiteEvent", "TaskClaims", "TaskFinished", "lease_ms"]
 
 log = logging.getLogger("edgeoff.site")
+
+
+def lease_ms(emulated_s: float, deadline_s: float, margin_s: float) -> int:
+    """The claim lease of a task from its execution start, ms: its run time (at most its deadline: a longer
+    emulated task fails at once) and the margin, in [1, MAX_LEASE_MS] whatever the numbers (no overflow, no
+    NaN). A running task renews it every margin / 2."""
+    seconds = min(emulated_s, deadline_s) + margin_s
+    if not seconds > 0:  # NaN, or all zero
+        return 1
+    return int(min(seconds * 1000.0, MAX_LEASE_MS))
+
+
+# a claim not made: its counter and the reason logged (ClaimOutcome of edgeoff.wire.store)
+_SKIPPED = {
+    "taken": ("tasks_duplicate", "already claimed or done"),
+    "fenced": ("tasks_fenced", "cancelled or superseded by its agent"),
+    "refused": ("tasks_refused", "Redis refused its claim"),
+}
 
 
 @dataclass(frozen=True)
@@ -87,14 +106,16 @@ class TaskClaims:
     _abort: threading.Event
     _unsent: list[tuple[str, TaskResult]]
     _task_seconds_by_ok: dict[bool, Any]
+    _drops: DropLog
+    _quiet: RateLimitedLog
 
     if TYPE_CHECKING:  # provided by another part of the class; declared for the type checker
 
         def _on_own_status(self, message: Message) -> None: ...  # StatusKeeping's
 
-    def _drop(self, reason: str, detail: str) -> None:
+    def _drop(self, reason: str, detail: str, topic: str | None = None) -> None:
         self.counters.incr(f"tasks_dropped.{reason}")
-        log.warning("site %s: dropped a task message (%s): %s", self.site.id, reason, detail)
+        self._drops.drop(reason, topic or self._tasks_topic, detail)
 
     def _on_message(self, message: Message) -> _Accepted | None:
         """A task request to claim, or None (our own status, or dropped)."""
@@ -102,12 +123,12 @@ class TaskClaims:
             try:
                 parsed = topics.parse_topic(message.topic)
             except TopicError as exc:
-                self._drop("topic", str(exc))
+                self._drop("topic", str(exc), message.topic)
                 return None
             if parsed.kind == "status" and parsed.id == self.site.id:
                 self._on_own_status(message)
                 return None
-            self._drop("topic", f"unexpected topic {message.topic[:80]!r}")
+            self._drop("topic", "not a topic this site reads", message.topic)
             return None
         session = self._session
         if not self._up or session is None:
@@ -121,9 +142,9 @@ class TaskClaims:
         if self._expired(request):  # e.g. queued at the broker while this site hung or was cut off
             self.counters.incr("tasks_expired")
             return None
-        emulated_s = self.compute_s(request.mi) * self.settings.execution_scale
-        lease_ms = max(1, int((emulated_s + self.settings.claim_margin_s) * 1000))  # from execution start
-        return _Accepted(request=request, emulated_s=emulated_s, lease_ms=lease_ms, session=session)
+        emulated_s = self.compute_s(request.mi) * self.settings.execution_scale  # bounded: MAX_MI / MIPS
+        lease = lease_ms(emulated_s, request.deadline_s, self.settings.claim_margin_s)  # from execution start
+        return _Accepted(request=request, emulated_s=emulated_s, lease_ms=lease, session=session)
 
     def _expired(self, request: TaskRequest) -> bool:
         return request.expires_at is not None and self.wall_clock() >= request.expires_at
@@ -149,11 +170,21 @@ class TaskClaims:
         self._start_queued()
 
     def _run_instant(self, instant: Sequence[tuple[_Accepted, TaskResult, bytes]]) -> None:
-        claims = [Claim(t.request.task_id, t.request.attempt, t.lease_ms, result=p) for t, _, p in instant]
+        claims = [
+            Claim(t.request.task_id, t.request.attempt, t.lease_ms, result=p, agent=t.request.agent)
+            for t, _, p in instant
+        ]
         try:
             outcomes = self.store.claim_outcomes(self.site.id, claims)
         except StoreError as exc:
-            log.warning("site %s: cannot claim %d task(s): %s", self.site.id, len(instant), exc)
+            self._quiet.log(
+                logging.WARNING,
+                "store",
+                "site %s: cannot claim %d task(s): %s",
+                self.site.id,
+                len(instant),
+                exc,
+            )
             for task, _, _ in instant:
                 self._answer(task, ERROR_STORE, "tasks_store_unavailable")
             return
@@ -165,13 +196,16 @@ class TaskClaims:
             self._finished(task.request.agent, result, payload)
 
     def _skipped(self, request: TaskRequest, why: str) -> None:
-        self.counters.incr("tasks_fenced" if why == "fenced" else "tasks_duplicate")
-        log.info(
+        counter, reason = _SKIPPED.get(why, _SKIPPED["taken"])
+        self.counters.incr(counter)
+        self._quiet.log(
+            logging.INFO,
+            counter,
             "site %s: task %s attempt %d not run (%s)",
             self.site.id,
             request.task_id,
             request.attempt,
-            "cancelled or superseded" if why == "fenced" else "already claimed or done",
+            reason,
         )
 
     def _answer(self, task: _Accepted, error: str, counter: str) -> None:
@@ -219,11 +253,12 @@ class TaskClaims:
             return None, "expired"
         site = self.site.id
         try:
-            outcome = self.store.claim_outcomes(
-                site, [Claim(request.task_id, request.attempt, task.lease_ms)]
-            )[0]
+            claim = Claim(request.task_id, request.attempt, task.lease_ms, agent=request.agent)
+            outcome = self.store.claim_outcomes(site, [claim])[0]
         except StoreError as exc:
-            log.warning("site %s: cannot claim task %s: %s", site, request.task_id, exc)
+            self._quiet.log(
+                logging.WARNING, "store", "site %s: cannot claim task %s: %s", site, request.task_id, exc
+            )
             return self._result(request, task.session, Outcome(ok=False, exec_s=0.0, error=ERROR_STORE)), None
         if outcome != "claimed":
             return None, outcome
@@ -239,7 +274,9 @@ class TaskClaims:
                 if self.clock() >= end:
                     break
                 try:
-                    alive = self.store.renew(request.task_id, request.attempt, site, task.lease_ms)
+                    alive = self.store.renew(
+                        request.task_id, request.attempt, site, task.lease_ms, agent=request.agent
+                    )
                 except StoreError:
                     alive = True  # Redis away: keep running; the result is published all the same
                 if not alive:
@@ -262,7 +299,14 @@ class TaskClaims:
             stored = self.store.complete_task(result)
         except StoreError as exc:  # the published result still reaches the agent
             self.counters.incr("results_not_stored")
-            log.error("site %s: cannot store result of %s: %s", site, result.task_id, exc)
+            self._quiet.log(
+                logging.ERROR,
+                "store_result",
+                "site %s: cannot store result of %s: %s",
+                site,
+                result.task_id,
+                exc,
+            )
             return result, None
         if not stored:
             return None, "result_exists"
@@ -290,7 +334,7 @@ class TaskClaims:
             else:
                 self.counters.incr("tasks_store_unavailable")
             self._finished(event.request.agent, event.result, None)
-        elif event.skipped in ("fenced", "taken"):
+        elif event.skipped in _SKIPPED:
             self._skipped(event.request, event.skipped)
         else:
             self.counters.incr(f"tasks_{event.skipped or 'abandoned'}")
@@ -306,5 +350,6 @@ class TaskClaims:
             self._unsent.append((agent, result))
             return
         data = encode_msgpack(result) if payload is None else payload
-        if self.mqtt.publish(topics.results(agent), data, qos=topics.QOS_AT_LEAST_ONCE) is None:
+        topic = topics.results(agent, self.site.id)
+        if self.mqtt.publish(topic, data, qos=topics.QOS_AT_LEAST_ONCE) is None:
             self._unsent.append((agent, result))

@@ -63,7 +63,7 @@ do_ "$PREFIX/venv/bin/pip" install --no-cache-dir --quiet --upgrade pip
 do_ "$PREFIX/venv/bin/pip" install --no-cache-dir --quiet --upgrade "$SRC"
 do_ install -m 0644 "$SRC/README.md" "$PREFIX/README.md"
 
-# 3. Settings: example env files (mode 0600: they hold the Redis URL with its password), never overwritten;
+# 3. Settings: example env files (mode 0600), never overwritten;
 #    the secrets directory for the broker passwords (root only: systemd hands each daemon its own password).
 do_ install -d -m 0755 "$ETC"
 do_ install -d -m 0700 "$ETC/secrets"

@@ -111,11 +111,11 @@ systemctl restart mosquitto redis-server
 
 # Optionally: the daemons of this host use these brokers (placeholders of the example env files only).
 if [ "$LOCAL_ENV" = 1 ]; then
-  password=$(cat "$ETC/secrets/redis-password")
+  # (no password in the URL: each unit logs in to Redis as its own account, with its credential)
   for env in "$ETC"/site.env "$ETC"/worker.env "$ETC"/agent.env; do
     [ -f "$env" ] || continue
     sed -i -e "s|^\(EDGEOFF_[A-Z]*_BROKER__HOST\)=.*|\1=127.0.0.1|" \
-           -e "s|^\(EDGEOFF_[A-Z]*_REDIS__URL\)=.*|\1=redis://:$password@127.0.0.1:6379/0|" "$env"
+           -e "s|^\(EDGEOFF_[A-Z]*_REDIS__URL\)=.*|\1=redis://127.0.0.1:6379/0|" "$env"
   done
   echo "= $ETC/{site,worker,agent}.env: broker and Redis on 127.0.0.1"
 fi

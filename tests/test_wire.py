@@ -51,7 +51,8 @@ def test_topics_are_built_under_the_versioned_prefix() -> None:
     assert topics.site_topic("ed-2", "profile") == "edgeoff/v1/sites/ed-2/profile"
     assert topics.site_topic("ed", "heartbeat") == "edgeoff/v1/sites/ed/heartbeat"
     assert topics.site_topic("ed", "tasks") == "edgeoff/v1/sites/ed/tasks"
-    assert topics.results("phone-1") == "edgeoff/v1/results/phone-1"
+    assert topics.results("phone-1", "ed") == "edgeoff/v1/results/phone-1/ed"
+    assert topics.agent_results("phone-1") == "edgeoff/v1/results/phone-1/+"
     assert topics.prediction("cd") == "edgeoff/v1/predictions/cd"
     assert topics.agent_policy("phone-1") == "edgeoff/v1/agents/phone-1/policy"
     assert topics.all_sites("heartbeat") == "edgeoff/v1/sites/+/heartbeat"
@@ -64,7 +65,7 @@ def test_topics_are_built_under_the_versioned_prefix() -> None:
         topics.site_topic("ec", "heartbeat"),
         topics.site_topic("er", "tasks"),
         topics.site_topic("cd", "profile"),
-        topics.results("phone-1"),
+        topics.results("phone-1", "ec"),
         topics.prediction("cd"),
         topics.agent_policy("phone-1"),
     ],
@@ -72,14 +73,17 @@ def test_topics_are_built_under_the_versioned_prefix() -> None:
 def test_parse_inverts_build(topic: str) -> None:
     parsed = topics.parse_topic(topic)
     rebuilt = {
-        "results": topics.results,
         "prediction": topics.prediction,
         "policy": topics.agent_policy,
     }.get(parsed.kind)
-    if rebuilt is None:
+    if parsed.kind == "results":
+        assert parsed.site is not None
+        assert topics.results(parsed.id, parsed.site) == topic
+    elif rebuilt is None:
         assert topics.site_topic(parsed.id, parsed.kind) == topic  # type: ignore[arg-type]
     else:
         assert rebuilt(parsed.id) == topic
+        assert parsed.site is None
 
 
 @pytest.mark.parametrize("bad", HOSTILE_IDS)
@@ -87,7 +91,9 @@ def test_hostile_ids_are_rejected_when_building(bad: str) -> None:
     with pytest.raises(TopicError):
         topics.site_topic(bad, "tasks")
     with pytest.raises(TopicError):
-        topics.results(bad)
+        topics.results(bad, "ed")
+    with pytest.raises(TopicError):
+        topics.results("phone", bad)
     with pytest.raises(TopicError):
         topics.validate_id(bad)
 
@@ -100,7 +106,9 @@ def test_hostile_ids_are_rejected_when_building(bad: str) -> None:
         "edgeoff/v1/sites/../status",
         "edgeoff/v1/sites/ed/status/extra",
         "edgeoff/v1/sites/ed/unknown",
-        "edgeoff/v1/results/a/b",
+        "edgeoff/v1/results/a",
+        "edgeoff/v1/results/a/b/c",
+        "edgeoff/v1/results/a/+",
         "edgeoff/v2/sites/ed/status",
         "edgeoff/v1",
         "",

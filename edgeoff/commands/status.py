@@ -29,7 +29,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from edgeoff.commands.observation import CONNECT_TIMEOUT_S, Listener, read_redis
 from edgeoff.errors import EdgeoffError
@@ -238,6 +238,7 @@ def _from_run(args: argparse.Namespace) -> None:
         password_file = connection.get("password_file")
         args.password_file = None if password_file is None else Path(password_file)
         redis_url = str(connection["redis"])
+        redis_username = connection.get("redis_username")  # the observer's read-only Redis user
         redis_password_file = connection.get("redis_password_file")
     except FileNotFoundError:
         raise EdgeoffError(f"{path} does not exist: is {args.run} the --out of `edgeoff up`?") from None
@@ -252,7 +253,8 @@ def _from_run(args: argparse.Namespace) -> None:
         except OSError:
             raise EdgeoffError(ended) from None
         parts = urlsplit(redis_url)
-        redis_url = urlunsplit(parts._replace(netloc=f":{password}@{parts.netloc}"))
+        user = "" if redis_username is None else quote(str(redis_username), safe="")
+        redis_url = urlunsplit(parts._replace(netloc=f"{user}:{quote(password, safe='')}@{parts.netloc}"))
     args.redis = redis_url
 
 

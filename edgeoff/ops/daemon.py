@@ -100,7 +100,10 @@ class RedisProbe:
     def __init__(self, settings: RedisSettings) -> None:
         timeout = min(PROBE_TIMEOUT_S, settings.socket_timeout_s)
         self._client = redis.Redis.from_url(
-            settings.url.get_secret_value(), socket_timeout=timeout, socket_connect_timeout=timeout
+            settings.url.get_secret_value(),
+            **settings.credentials(),
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
         )
 
     def check(self) -> bool:

@@ -75,6 +75,8 @@ class BrokerSettings(_Section):
 
 class RedisSettings(_Section):
     url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")  # may carry a password: never logged
+    username: str | None = None  # the daemon's Redis ACL user (brokers/redis/users.acl); wins over the URL's
+    password_file: Path | None = None  # its password, from a file (a mounted secret); wins over the URL's
     # a call fails after about (retries + 1) x socket_timeout_s when Redis hangs, at once when it refuses
     # connections: a site then answers "store unavailable" instead of making the agent wait
     socket_timeout_s: Seconds = 1.0
@@ -82,6 +84,18 @@ class RedisSettings(_Section):
     backoff_base_s: Seconds = 0.05
     backoff_cap_s: Seconds = 0.25
     retention_s: Seconds = 600.0  # task claims, fences and results expire after this (read within seconds)
+
+    def credentials(self) -> dict[str, str]:
+        """`username` and `password` keyword arguments for redis-py (empty: those of the URL, if any)."""
+        out: dict[str, str] = {}
+        if self.username is not None:
+            out["username"] = self.username
+        if self.password_file is not None:
+            try:
+                out["password"] = self.password_file.read_text(encoding="utf-8").rstrip("\r\n")
+            except OSError as exc:
+                raise WireError(f"cannot read Redis password file {self.password_file}: {exc}") from None
+        return out
 
 
 class DaemonSettings(BaseSettings):

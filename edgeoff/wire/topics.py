@@ -4,13 +4,17 @@ Every topic starts with :data:`PREFIX`. Ids in topic levels match :data:`ID_PATT
 a wildcard (`+`, `#`), a level separator or a path (`../`) into a topic; :func:`validate_id` is applied to
 every id on the way in (building) and on the way out (parsing).
 
+A result travels on a topic that names the site that sent it as well as the agent it is for: the broker's
+ACL lets a site write only its own (`results/{agent}/{site}`), so the agent knows which site a result
+came from without trusting the payload.
+
 | topic                              | payload            | QoS | retained |
 |------------------------------------|--------------------|-----|----------|
 | edgeoff/v1/sites/{site}/status     | JSON SiteStatus    | 1   | yes      |
 | edgeoff/v1/sites/{site}/profile    | JSON SiteProfile   | 1   | yes      |
 | edgeoff/v1/sites/{site}/heartbeat  | msgpack Heartbeat  | 0   | no       |
 | edgeoff/v1/sites/{site}/tasks      | msgpack TaskRequest| 1   | no       |
-| edgeoff/v1/results/{agent}         | msgpack TaskResult | 1   | no       |
+| edgeoff/v1/results/{agent}/{site}  | msgpack TaskResult | 1   | no       |
 | edgeoff/v1/predictions/{site}      | JSON Prediction    | 1   | yes      |
 | edgeoff/v1/agents/{agent}/policy   | JSON policy        | 1   | yes      |
 """
@@ -33,6 +37,7 @@ __all__ = [
     "SiteTopicKind",
     "TopicKind",
     "agent_policy",
+    "agent_results",
     "all_sites",
     "parse_topic",
     "prediction",
@@ -47,6 +52,7 @@ QOS_AT_MOST_ONCE = 0
 QOS_AT_LEAST_ONCE = 1
 
 PREFIX = "edgeoff/v1"  # versioned so a v2 contract can run beside v1 on one broker
+MAX_SHOWN_CHARS = 80  # of a rejected id or topic in an error message
 
 SiteTopicKind = Literal["status", "profile", "heartbeat", "tasks"]
 TopicKind = Literal["status", "profile", "heartbeat", "tasks", "results", "prediction", "policy"]
@@ -56,7 +62,11 @@ SITE_TOPIC_KINDS: tuple[SiteTopicKind, ...] = get_args(SiteTopicKind)
 def validate_id(value: str, *, what: str = "id") -> str:
     """Return `value` when it is a valid id, else raise TopicError naming `what`."""
     if not isinstance(value, str) or ID_PATTERN.fullmatch(value) is None:
-        raise TopicError(f"invalid {what} {value!r}: must match {ID_PATTERN.pattern}")
+        shown = repr(value)  # a hostile id can be megabytes long: the error (and the log line) stays short
+        shown = (
+            shown if len(shown) <= MAX_SHOWN_CHARS else f"{shown[:MAX_SHOWN_CHARS]}...(+{len(shown)} chars)"
+        )
+        raise TopicError(f"invalid {what} {shown}: must match {ID_PATTERN.pattern}")
     return value
 
 
@@ -74,9 +84,14 @@ def all_sites(kind: SiteTopicKind) -> str:
     return f"{PREFIX}/sites/+/{kind}"
 
 
-def results(agent: str) -> str:
-    """`edgeoff/v1/results/{agent}`."""
-    return f"{PREFIX}/results/{validate_id(agent, what='agent id')}"
+def results(agent: str, site: str) -> str:
+    """`edgeoff/v1/results/{agent}/{site}`: results of `site` for `agent`."""
+    return f"{PREFIX}/results/{validate_id(agent, what='agent id')}/{validate_id(site, what='site id')}"
+
+
+def agent_results(agent: str) -> str:
+    """Subscription filter for the results of every site for `agent`: `edgeoff/v1/results/{agent}/+`."""
+    return f"{PREFIX}/results/{validate_id(agent, what='agent id')}/+"
 
 
 def prediction(site: str) -> str:
@@ -91,25 +106,29 @@ def agent_policy(agent: str) -> str:
 
 @dataclass(frozen=True)
 class ParsedTopic:
-    """A topic of the contract: its kind and the site or agent id in it."""
+    """A topic of the contract: its kind and the site or agent id in it (`results`: the agent; `site` is
+    the site that sent the result, None for every other kind)."""
 
     kind: TopicKind
     id: str
+    site: str | None = None
 
 
 def parse_topic(topic: str) -> ParsedTopic:
     """Parse a concrete (wildcard-free) topic of the contract; anything else raises TopicError."""
     head = PREFIX + "/"
     if not topic.startswith(head):
-        raise TopicError(f"topic {topic[:80]!r} is not under {PREFIX}")
+        raise TopicError(f"topic {topic[:MAX_SHOWN_CHARS]!r} is not under {PREFIX}")
     levels = topic[len(head) :].split("/")
     match levels:
         case ["sites", site, kind] if kind in SITE_TOPIC_KINDS:
             return ParsedTopic(kind=kind, id=validate_id(site, what="site id"))
-        case ["results", agent]:
-            return ParsedTopic(kind="results", id=validate_id(agent, what="agent id"))
+        case ["results", agent, site]:
+            return ParsedTopic(
+                kind="results", id=validate_id(agent, what="agent id"), site=validate_id(site, what="site id")
+            )
         case ["predictions", site]:
             return ParsedTopic(kind="prediction", id=validate_id(site, what="site id"))
         case ["agents", agent, "policy"]:
             return ParsedTopic(kind="policy", id=validate_id(agent, what="agent id"))
-    raise TopicError(f"topic {topic[:80]!r} is not part of the contract")
+    raise TopicError(f"topic {topic[:MAX_SHOWN_CHARS]!r} is not part of the contract")

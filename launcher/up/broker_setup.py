@@ -5,16 +5,17 @@ Mosquitto on 1883. Otherwise, and always with --own-brokers, the run gets the pr
 (brokers/, rendered by launcher.brokers): accounts site-<id> for the dataset's sites, worker,
 agent-<mobile device id> and observer, generated into the run's work dir (mode 0700, files 0600; nothing
 secret is written to --out); Mosquitto with that password file and ACL, no anonymous clients and persistence
-in the work dir; Redis with AOF and a password. Each daemon gets its account through
-EDGEOFF_<DAEMON>_BROKER__USERNAME and ..._PASSWORD_FILE and the Redis URL with the password; the progress
-display and the printed `mosquitto_sub` line use the observer account.
+in the work dir; Redis with AOF and one ACL user per account. Each daemon gets its account through
+EDGEOFF_<DAEMON>_BROKER__USERNAME and ..._PASSWORD_FILE, and the same for Redis (..._REDIS__USERNAME,
+..._REDIS__PASSWORD_FILE); the printed `mosquitto_sub` line and `edgeoff status --run` use the observer
+account, the progress display an account of its own (observer-up: the broker uses the username as the
+client id, so two connections of one account would kick each other off).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import shlex
 import shutil
 import socket
@@ -31,8 +32,8 @@ import redis
 from edgeoff.errors import EdgeoffError
 from edgeoff.wire.settings import BrokerSettings
 from launcher.brokers import (
-    default_brokers_dir,
     generate_secrets,
+    observer_username,
     write_mosquitto_config,
     write_redis_config,
 )
@@ -40,6 +41,7 @@ from launcher.up.children import Child, Children
 
 __all__ = [
     "OBSERVER",
+    "PROGRESS",
     "WORKER",
     "BrokerPlan",
     "Brokers",
@@ -57,7 +59,8 @@ INSTALL_HINT = {  # Debian/Ubuntu packages of the binaries this command may star
     "mosquitto_passwd": "sudo apt-get install mosquitto (it ships mosquitto_passwd)",
     "redis-server": "sudo apt-get install redis-server",
 }
-OBSERVER = "observer"  # the read-only account of people and of this command's progress display
+OBSERVER = "observer"  # the read-only account of people (the printed lines, `edgeoff status --run`)
+PROGRESS = observer_username("up")  # the progress display's own read-only account
 WORKER = "worker"
 
 
@@ -110,15 +113,16 @@ def _wait(condition: Callable[[], bool], child: Child, what: str) -> None:
 class Brokers:
     """Where the run's daemons connect, and with which accounts.
 
-    `secrets` is None for a reused broker (used as it is, without accounts); otherwise it holds
-    `passwords/<username>` of every account of the run (see launcher.brokers.generate_secrets).
+    `secrets` is None for a reused broker (used as it is, without accounts), `redis_secrets` for a reused
+    Redis; otherwise each holds `passwords/<username>` of every account of the run (see
+    launcher.brokers.generate_secrets), one password per account for MQTT and Redis alike.
     """
 
     host: str
     port: int
-    redis_url: str
+    redis_url: str  # without credentials for the run's own Redis (each daemon has its own user)
     secrets: Path | None = None
-    redis_password_file: Path | None = None  # the password in redis_url, for `edgeoff status --run`
+    redis_secrets: Path | None = None
 
     def password_file(self, username: str) -> Path | None:
         return None if self.secrets is None else self.secrets / "passwords" / username
@@ -134,6 +138,9 @@ class Brokers:
         if password_file is not None:
             env[f"{prefix}BROKER__USERNAME"] = username
             env[f"{prefix}BROKER__PASSWORD_FILE"] = str(password_file)
+        if self.redis_secrets is not None:
+            env[f"{prefix}REDIS__USERNAME"] = username
+            env[f"{prefix}REDIS__PASSWORD_FILE"] = str(self.redis_secrets / "passwords" / username)
         return env
 
     def settings(self, username: str) -> BrokerSettings:
@@ -149,13 +156,17 @@ class Brokers:
         """How an observer connects, without any secret: file paths instead of passwords (the
         `connection.json` of --out that `edgeoff status --run DIR` reads)."""
         password_file = self.password_file(OBSERVER)
-        own_redis = self.redis_password_file is not None
+        own_redis = self.redis_secrets is not None
+        redis_password_file = (
+            None if self.redis_secrets is None else self.redis_secrets / "passwords" / OBSERVER
+        )
         return {
             "broker": f"{self.host}:{self.port}",
             "username": None if password_file is None else OBSERVER,
             "password_file": None if password_file is None else str(password_file),
-            "redis": _without_password(self.redis_url) if own_redis else redact(self.redis_url),
-            "redis_password_file": str(self.redis_password_file) if own_redis else None,
+            "redis": self.redis_url if own_redis else redact(self.redis_url),
+            "redis_username": OBSERVER if own_redis else None,  # the observer's read-only Redis user
+            "redis_password_file": str(redis_password_file) if own_redis else None,
         }
 
     def watch_command(self) -> str:
@@ -164,16 +175,6 @@ class Brokers:
         if password_file is not None:
             auth = f' -u {OBSERVER} -P "$(cat {shlex.quote(str(password_file))})"'
         return f"mosquitto_sub -h {self.host} -p {self.port}{auth} -t 'edgeoff/#' -v"
-
-
-def _redis_secret(secrets_dir: Path) -> None:
-    """Only the Redis password (secrets_dir/redis-auth.conf, 0600), for a run that reuses its MQTT broker."""
-    secrets_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    password = secrets.token_hex(24)
-    for name, text in (("redis-password", password), ("redis-auth.conf", f"requirepass {password}")):
-        fd = os.open(secrets_dir / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text + "\n")
 
 
 @dataclass(frozen=True)
@@ -279,15 +280,16 @@ def start_brokers(
     persistence) on free ports in `workdir` for the others."""
     host, port = plan.host, plan.port
     secrets_dir = workdir / "secrets"
-    if plan.mosquitto is not None:
-        assert plan.mosquitto_passwd is not None
+    if plan.own_mqtt or plan.own_redis:
         generate_secrets(
             secrets_dir,
             sites=sites,
             agents=[agent],
-            acl_template=default_brokers_dir() / "mosquitto" / "acl",
+            observers=[PROGRESS.removeprefix("observer-")],
             mosquitto_passwd=plan.mosquitto_passwd,
+            mqtt=plan.own_mqtt,  # a reused broker keeps its own accounts: only the Redis users then
         )
+    if plan.mosquitto is not None:
         port = _free_port()
         conf = write_mosquitto_config(
             workdir / "mosquitto", secrets_dir=secrets_dir, data_dir=workdir / "mosquitto-data", port=port
@@ -296,28 +298,23 @@ def start_brokers(
         _wait(lambda: _listens("127.0.0.1", port), child, "mosquitto")
         host = "127.0.0.1"
     redis_url = plan.redis_url
-    redis_password_file = None
     if plan.redis_server is not None:
-        if not plan.own_mqtt:
-            _redis_secret(secrets_dir)
         redis_port = _free_port()
         conf = write_redis_config(
             workdir / "redis", secrets_dir=secrets_dir, data_dir=workdir / "redis-data", port=redis_port
         )
         child = children.start("redis", [plan.redis_server, str(conf)])
-        redis_password_file = secrets_dir / "redis-password"
-        password = redis_password_file.read_text(encoding="utf-8").strip()
-        redis_url = f"redis://:{password}@127.0.0.1:{redis_port}/0"
-        _wait(lambda: _redis_answers(redis_url), child, "redis-server")
+        admin = (secrets_dir / "redis-password").read_text(encoding="utf-8").strip()
+        admin_url = f"redis://:{admin}@127.0.0.1:{redis_port}/0"  # only to wait for it: no daemon uses it
+        _wait(lambda: _redis_answers(admin_url), child, "redis-server")
+        redis_url = f"redis://127.0.0.1:{redis_port}/0"
     return Brokers(
-        host, port, redis_url, secrets_dir if plan.own_mqtt else None, redis_password_file=redis_password_file
+        host,
+        port,
+        redis_url,
+        secrets_dir if plan.own_mqtt else None,
+        secrets_dir if plan.own_redis else None,
     )
-
-
-def _without_password(url: str) -> str:
-    parts = urlsplit(url)
-    netloc = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def redact(url: str) -> str:

@@ -31,7 +31,7 @@ from edgeoff.scenario import Scenario, load_scenario
 from edgeoff.traces import load_node_table
 from launcher.brokers import agent_username, site_username
 from launcher.up.broker_setup import (
-    OBSERVER,
+    PROGRESS,
     WORKER,
     BrokerPlan,
     Brokers,
@@ -181,7 +181,7 @@ def _run(
     agent = _start_daemons(args, scenario, dataset, brokers, children, health, agent_out, interrupted)
     window = RunWindow(start=time.time())
     atomic_write(out / "processes.json", json.dumps({"up": os.getpid(), **children.pids()}, indent=2) + "\n")
-    progress = Progress(brokers.settings(OBSERVER), agent_id)
+    progress = Progress(brokers.settings(PROGRESS), agent_id)
     try:
         follow(console, progress, agent, time.monotonic(), args.duration, interrupted)
     finally:

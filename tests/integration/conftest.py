@@ -24,6 +24,7 @@ from typing import IO, Literal, TypeVar
 
 import pytest
 import redis
+from paho.mqtt.client import topic_matches_sub
 
 from edgeoff.wire.mqtt import Connected, Message, MqttClient, MqttEvent, wait_published
 from edgeoff.wire.settings import BrokerSettings
@@ -225,9 +226,9 @@ class Observer:
                 self.connects += 1
 
     def on(self, topic: str) -> list[Message]:
-        """Messages received so far on `topic`."""
+        """Messages received so far on `topic` (a filter: `+` and `#` match as in a subscription)."""
         self._drain()
-        return [m for m in self.messages if m.topic == topic]
+        return [m for m in self.messages if topic_matches_sub(topic, m.topic)]
 
     def wait(
         self, condition: Callable[[Observer], T | Literal[False] | None], timeout: float, what: str

@@ -41,6 +41,7 @@ from launcher.brokers import (
     default_brokers_dir,
     render_acl,
     render_conf,
+    render_redis_users,
     write_mosquitto_config,
     write_redis_config,
 )
@@ -53,6 +54,7 @@ pytestmark = pytest.mark.timeout(60)
 BROKERS = default_brokers_dir()
 SITES = ("ed", "ec")
 AGENTS = ("phone", "tablet")
+OBSERVERS = ("late", "probe")  # extra observer accounts: each connection needs an account of its own
 NOT_AUTHORIZED = 0x87  # MQTT v5 reason code (CONNACK, SUBACK, PUBACK)
 BAD_CREDENTIALS = 0x86
 ACCEPTED = (0x00, 0x10)  # PUBACK: success, "no matching subscribers"
@@ -73,6 +75,7 @@ def secrets_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("secrets")
     make_passwords = [sys.executable, str(BROKERS / "make-passwords.py"), "--secrets", str(out)]
     make_passwords += ["--sites", ",".join(SITES), "--agents", ",".join(AGENTS)]
+    make_passwords += ["--observers", ",".join(OBSERVERS), "--workers", "1"]
     run_script(make_passwords)
     if shutil.which("openssl") is not None:
         run_script(["bash", str(BROKERS / "make-tls.sh"), "--secrets", str(out)])
@@ -260,8 +263,9 @@ class Mqtt:
         return self.pubacks[info.mid]
 
     def on(self, topic: str) -> list[Received]:
+        """Messages received on `topic` (a filter: `+` and `#` match as in a subscription)."""
         with self._lock:
-            return [m for m in self.messages if m.topic == topic]
+            return [m for m in self.messages if paho.topic_matches_sub(topic, m.topic)]
 
     def wait_message(self, topic: str, payload: bytes) -> Received:
         return wait_for(
@@ -341,15 +345,19 @@ def test_render_conf_refuses_unknown_missing_and_repeated_directives() -> None:
     ) == ("listener 2 127.0.0.1\nuser x\n")
 
 
-def test_render_acl_expands_one_block_per_site_and_agent() -> None:
+def test_render_acl_expands_one_block_per_account_and_one_line_per_id() -> None:
     template = (BROKERS / "mosquitto" / "acl").read_text()
-    acl = render_acl(template, sites=["ed", "ec"], agents=["phone"])
+    acl = render_acl(template, accounts(["ed", "ec"], ["phone"], workers=["1"], observers=["up"]))
     rules = [line for line in acl.splitlines() if line and not line.startswith("#")]
     assert "{" not in "\n".join(rules)
-    assert rules.count("user site-ed") == 1
-    assert "topic readwrite edgeoff/v1/sites/ec/#" in rules
-    assert "topic read edgeoff/v1/results/phone" in rules
-    assert "user agent-phone" in rules
+    for user in ("site-ed", "site-ec", "agent-phone", "worker", "worker-1", "observer", "observer-up"):
+        assert rules.count(f"user {user}") == 1, user
+    assert "topic readwrite edgeoff/v1/sites/ec/status" in rules
+    assert "topic write edgeoff/v1/results/phone/ec" in rules
+    assert "topic read edgeoff/v1/results/phone/ed" in rules
+    assert "topic write edgeoff/v1/sites/ec/tasks" in rules
+    assert rules.count("topic readwrite edgeoff/v1/predictions/ed") == 2  # worker and worker-1
+    assert not [r for r in rules if r.startswith("topic") and "+" in r], "a wildcard in a write rule"
     assert [a.username for a in accounts(["ed"], ["phone"])] == [
         "site-ed",
         "agent-phone",
@@ -357,9 +365,29 @@ def test_render_acl_expands_one_block_per_site_and_agent() -> None:
         "observer",
     ]
     with pytest.raises(BrokerConfigError, match="placeholder"):
-        render_acl("topic read a/{site}\n", sites=["ed"], agents=[])
+        render_acl("topic read a/{site}\n", accounts(["ed"], []))
     with pytest.raises(BrokerConfigError, match="duplicate"):
-        render_acl(template, sites=["ed", "ed"], agents=[])
+        accounts(["ed", "ed"], [])
+    with pytest.raises(BrokerConfigError, match="repeat over one"):
+        render_acl("user {worker}\ntopic read a/{site}/{agent}\n", accounts(["ed"], ["phone"]))
+
+
+def test_render_redis_users_gives_every_account_a_hashed_password_and_the_admin_a_line() -> None:
+    template = (BROKERS / "redis" / "users.acl").read_text()
+    accts = accounts(["ed", "ec"], ["phone"], workers=["1"])
+    passwords = {a.username: f"pw-of-{a.username}" for a in accts}
+    rendered = render_redis_users(template, accts, passwords, "admin-pw")
+    users = [line for line in rendered.splitlines() if line.startswith("user ")]
+    assert [u.split()[1] for u in users] == ["default", *(a.username for a in accts)]
+    assert "pw-of" not in rendered  # hashes only
+    assert "admin-pw" not in rendered
+    assert all(" on #" in u for u in users)
+    assert not [u for u in users if "nopass" in u]
+    assert "~edgeoff:v1:site:ec:task:*" in next(u for u in users if u.startswith("user site-ec "))
+    with pytest.raises(BrokerConfigError, match="default"):
+        render_redis_users("user {worker} on {password} +ping\n", accts, passwords, "x")
+    with pytest.raises(BrokerConfigError, match="password"):
+        render_redis_users("user default on nopass +@all\n", accts, passwords, "x")
 
 
 def test_secrets_are_private_and_hashed(secrets_dir: Path) -> None:
@@ -370,9 +398,9 @@ def test_secrets_are_private_and_hashed(secrets_dir: Path) -> None:
     passwd = (secrets_dir / "passwd").read_text()
     assert password(secrets_dir, "worker") not in passwd
     assert "worker:$7$" in passwd
-    assert (
-        secrets_dir / "redis-auth.conf"
-    ).read_text() == f"requirepass {(secrets_dir / 'redis-password').read_text()}"
+    redis_users = (secrets_dir / "redis-auth.conf").read_text()
+    for plain in [password(secrets_dir, "worker"), (secrets_dir / "redis-password").read_text().strip()]:
+        assert plain not in redis_users  # the rendered Redis users hold hashes only
 
 
 # ------------------------------------------------------------------------------------- authentication
@@ -420,7 +448,7 @@ def test_an_agent_whose_password_is_refused_fails_at_once(broker: Broker, tmp_pa
 # ---------------------------------------------------------------------------------------------- ACL
 
 
-def test_site_writes_only_its_own_subtree(connect: ConnectFn) -> None:
+def test_site_writes_only_its_own_topics(connect: ConnectFn) -> None:
     observer = connect("observer")
     assert observer.subscribe("edgeoff/#") in GRANTED
     ed = connect("site-ed")
@@ -435,12 +463,14 @@ def test_site_writes_only_its_own_subtree(connect: ConnectFn) -> None:
         assert observer.on(topics.site_topic("ec", refused)) == []
     assert observer.on(topics.prediction("ed")) == []
     assert observer.on(topics.agent_policy("phone")) == []
-    # results go to any agent: the task names it
-    assert ed.publish(topics.results("phone"), b"result") in ACCEPTED
-    observer.wait_message(topics.results("phone"), b"result")
+    # results go to any agent of the deployment, on the topic that names the site itself
+    assert ed.publish(topics.results("phone", "ec"), b"forged-result") == NOT_AUTHORIZED
+    assert ed.publish(topics.results("phone", "ed"), b"result") in ACCEPTED
+    observer.wait_message(topics.results("phone", "ed"), b"result")
+    assert observer.on(topics.results("phone", "ec")) == []
     # nothing was retained on the other site's status either, while its own retained status was
     assert ed.publish(own, b'{"state":"online"}', retain=True) in ACCEPTED
-    late = connect("observer")
+    late = connect("observer-late")
     assert late.subscribe(topics.all_sites("status")) in GRANTED
     late.wait_message(own, b'{"state":"online"}')
     assert late.on(other) == []
@@ -487,23 +517,24 @@ def test_agent_writes_tasks_and_its_own_policy_only(connect: ConnectFn) -> None:
     assert phone.publish(other_policy, b"{}", retain=True) == NOT_AUTHORIZED
     assert phone.publish(topics.site_topic("ed", "status"), b"{}") == NOT_AUTHORIZED
     assert phone.publish(topics.prediction("ed"), b"{}") == NOT_AUTHORIZED
-    assert phone.publish(topics.results("tablet"), b"{}") == NOT_AUTHORIZED
+    assert phone.publish(topics.results("tablet", "ed"), b"{}") == NOT_AUTHORIZED
+    assert phone.publish(topics.results("phone", "ed"), b"{}") == NOT_AUTHORIZED  # only sites answer
     assert_not_delivered(observer, other_policy, phone, topics.agent_policy("phone"), b'{"policy":[1]}')
-    for refused in (topics.site_topic("ed", "status"), topics.prediction("ed"), topics.results("tablet")):
+    for refused in (topics.site_topic("ed", "status"), topics.prediction("ed"), "edgeoff/v1/results/#"):
         assert observer.on(refused) == []
     assert phone.publish(topics.site_topic("ec", "tasks"), b"task") in ACCEPTED
     observer.wait_message(topics.site_topic("ec", "tasks"), b"task")
     # it receives its own results, statuses and predictions; not another agent's results, nor heartbeats
-    for topic_filter in ("edgeoff/v1/results/+", topics.all_sites("heartbeat"), topics.all_sites("status")):
+    for topic_filter in ("edgeoff/v1/results/#", topics.all_sites("heartbeat"), topics.all_sites("status")):
         assert phone.subscribe(topic_filter) in GRANTED
     ed = connect("site-ed")
-    assert ed.publish(topics.results("tablet"), b"for-tablet") in ACCEPTED
+    assert ed.publish(topics.results("tablet", "ed"), b"for-tablet") in ACCEPTED
     assert ed.publish(topics.site_topic("ed", "heartbeat"), b"beat") in ACCEPTED
-    assert ed.publish(topics.results("phone"), b"for-phone") in ACCEPTED
+    assert ed.publish(topics.results("phone", "ed"), b"for-phone") in ACCEPTED
     assert ed.publish(topics.site_topic("ed", "status"), b"online") in ACCEPTED
-    phone.wait_message(topics.results("phone"), b"for-phone")
+    phone.wait_message(topics.results("phone", "ed"), b"for-phone")
     phone.wait_message(topics.site_topic("ed", "status"), b"online")
-    assert phone.on(topics.results("tablet")) == []
+    assert phone.on(topics.results("tablet", "ed")) == []
     assert phone.on(topics.site_topic("ed", "heartbeat")) == []
 
 
@@ -516,7 +547,7 @@ def test_observer_reads_everything_and_writes_nothing(connect: ConnectFn) -> Non
     forged = [
         topics.site_topic("ed", "status"),
         topics.site_topic("ed", "tasks"),
-        topics.results("phone"),
+        topics.results("phone", "ed"),
         topics.prediction("ed"),
         topics.agent_policy("phone"),
         "edgeoff/v1/anything",

@@ -168,15 +168,15 @@ def test_garbage_is_dropped_and_the_agent_keeps_serving(
     proc, out = start_agent("--apps", "10")
     obs.wait(lambda o: o.on(POLICY), 20, "the agent to be serving")
     garbage = [
-        (topics.results(AGENT), b"\xc1 not msgpack"),
-        (topics.results(AGENT), msgpack.packb({"task_id": "+", "attempt": "one"})),
-        (topics.results(AGENT), msgpack.packb([1, 2, 3])),
+        (topics.results(AGENT, "ed"), b"\xc1 not msgpack"),
+        (topics.results(AGENT, "ed"), msgpack.packb({"task_id": "+", "attempt": "one"})),
+        (topics.results(AGENT, "ed"), msgpack.packb([1, 2, 3])),
         (topics.prediction("x"), b"{not json"),
         (topics.prediction("ed"), json.dumps({"site": "ed", "availability": 7}).encode()),
         (topics.site_topic("x", "status"), b"\x00\x01garbage"),
         (topics.site_topic("ed", "status"), json.dumps({"state": "maybe", "session": -1}).encode()),
         (f"{topics.PREFIX}/sites/ED/status", b"{}"),  # an id outside the contract
-        (topics.results(AGENT), b"\x00" * 200_000),
+        (topics.results(AGENT, "ed"), b"\x00" * 200_000),
     ]
     for topic, payload in garbage:
         obs.publish(topic, payload)

@@ -213,8 +213,10 @@ def test_wildcard_topics_cannot_reach_the_worker_and_are_dropped(redis_server: S
             Message(topic=f"{topics.PREFIX}/sites/{topic}/heartbeat", payload=beat, qos=0, retain=False)
         )
     worker.handle(Message(topic=f"{topics.PREFIX}/sites/#", payload=beat, qos=0, retain=False))
+    worker.handle(Message(topic=f"{topics.PREFIX}/agents/ed/policy", payload=beat, qos=0, retain=False))
     worker.handle(Message(topic=f"{topics.PREFIX}/predictions/ed", payload=beat, qos=0, retain=False))
     assert worker.counters.get("in_dropped.topic") == 5
+    assert worker.counters.get("in_dropped.prediction_decode") == 1
     assert worker.detector.sites == ()
     store.close()
 

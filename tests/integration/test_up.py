@@ -211,9 +211,8 @@ def test_own_brokers_require_accounts_and_leave_no_secret_behind(
     started = pids(out)
     passwords = {p.read_text().strip() for p in (secrets_dir / "passwords").iterdir()}
     passwords.add((secrets_dir / "redis-password").read_text().strip())
-    assert {"site-ed", "site-ec", "site-er", "site-cd", "worker", "agent-md", "observer"} == {
-        p.name for p in (secrets_dir / "passwords").iterdir()
-    }
+    accounts = {"site-ed", "site-ec", "site-er", "site-cd", "worker", "agent-md", "observer", "observer-up"}
+    assert accounts == {p.name for p in (secrets_dir / "passwords").iterdir()}
     # while the run goes on: its broker refuses anonymous clients and serves the observer of the printed line
     assert mqtt_connack(port) == (NOT_AUTHORIZED, 0)
     code, messages = mqtt_connack(port, "observer", observer_file.read_text().strip())
@@ -222,11 +221,27 @@ def test_own_brokers_require_accounts_and_leave_no_secret_behind(
     # and its Redis refuses clients without the password
     redis_port = int(wait_match(REDIS_PORT, out / "logs" / "redis.log", 10)[1])
     anonymous = redis.Redis(host="127.0.0.1", port=redis_port, socket_timeout=5, retry=Retry(NoBackoff(), 0))
+    admin = redis.Redis(
+        host="127.0.0.1", port=redis_port, password=(secrets_dir / "redis-password").read_text().strip()
+    )
     try:
         with pytest.raises(redis.AuthenticationError):
             anonymous.ping()
+        anonymous.close()  # (an unauthenticated connection shows as user default)
+        # each daemon is connected as its own Redis user, none as the operators' `default`
+        users = wait_for(
+            lambda: (
+                {c["user"] for c in admin.client_list() if c["user"] != "default"} >= {"site-ed", "worker"}
+                and {c["user"] for c in admin.client_list()}
+            ),
+            20,
+            "the daemons' Redis connections",
+        )
+        assert users - {"default"} <= accounts
+        assert sum(1 for c in admin.client_list() if c["user"] == "default") == 1  # this test's own
     finally:
         anonymous.close()
+        admin.close()
     assert proc.poll() is None, log_of(tmp_path)  # the checks above ran while the system was up
 
     wait_for(lambda: proc.poll() is not None, 70, "edgeoff up to finish")

@@ -12,6 +12,7 @@ from typing import Any
 
 import paho.mqtt.client as paho
 
+from edgeoff.ops.logs import DropLog
 from edgeoff.wire.mqtt.events import Connected, Counters, Disconnected, EventSink, FastPath, Message, Will
 
 __all__ = ["Callbacks"]
@@ -44,6 +45,7 @@ class Callbacks:
 
     client_id: str
     counters: Counters
+    _drops: DropLog  # rate-limited summaries of dropped input
     connected: threading.Event
     _inbox: EventSink
     _inbox_limit: int
@@ -94,20 +96,12 @@ class Callbacks:
         self.counters.incr("in")
         if self._max_message_bytes is not None and len(payload) > self._max_message_bytes:
             self.counters.incr("in_dropped.oversized")
-            log.warning(
-                "MQTT %s: dropped a message on %.80s: oversized (%d bytes)",
-                self.client_id,
-                message.topic,
-                len(payload),
-            )
+            self._drops.drop("oversized", message.topic, f"{len(payload)} bytes")
             return
         queued_bytes = int(getattr(self._inbox, "nbytes", 0))
         if self._inbox.qsize() >= self._inbox_limit or queued_bytes + len(payload) > self._inbox_bytes:
             self.counters.incr("in_dropped.inbox_full")
-            if self.counters.get("in_dropped.inbox_full") % 1000 == 1:  # the first of every thousand
-                log.warning(
-                    "MQTT %s: inbox full: dropping messages (e.g. on %.80s)", self.client_id, message.topic
-                )
+            self._drops.drop("inbox_full", message.topic, f"{self._inbox_limit} messages or bytes waiting")
             return
         self._inbox.put_nowait(
             Message(

@@ -35,6 +35,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from edgeoff.ops.logs import DropLog
 from edgeoff.wire.mqtt.callbacks import MAX_TRACKED_TOPICS, Callbacks
 from edgeoff.wire.mqtt.events import (
     Counters,
@@ -74,6 +75,8 @@ class MqttClient(Callbacks, InlineLoop):
         self.settings = settings
         self.client_id = client_id
         self.counters = Counters()
+        # drops of the network callback (oversized, inbox full): rate-limited summaries, from that thread
+        self._drops = DropLog(log, f"MQTT {client_id}")
         self.connected = threading.Event()  # set between a successful CONNACK and the link dropping
         self._inbox = inbox
         self._inbox_limit = settings.inbox_size
