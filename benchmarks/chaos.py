@@ -96,7 +96,7 @@ class Observed:
 def observe(broker: BrokerSettings, stop: threading.Event, seen: Observed) -> None:
     inbox: Inbox[MqttEvent] = Inbox()
     client = MqttClient(settings=broker, client_id="chaos-observer", inbox=inbox, session_expiry_s=120)
-    for topic in ("sites/+/status", "sites/+/tasks", "results/+", "predictions/+"):
+    for topic in ("sites/+/status", "sites/+/tasks", "results/+/+", "predictions/+"):
         client.subscribe(f"{topics.PREFIX}/{topic}", qos=1)
     client.start()
     while not stop.is_set():

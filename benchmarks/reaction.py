@@ -1,12 +1,13 @@
 """Benchmark of the agent's reaction: from a prediction published to the agent's new policy in effect.
 
-Run as ``python benchmarks/reaction.py``. Starts a private Mosquitto on a free loopback port and a real
-mobile agent (`python -m mobile_agent`, busy running applications; one site, `ed`, announced online by a
-retained status and no site daemon, so the agent also meets deadlines and falls back meanwhile). Then it
-publishes `SAMPLES` predictions for `ed` (retained JSON, QoS 1, a new version and value each time) one at a
-time and waits for the retained policy on `agents/{agent}/policy` that carries that prediction version.
-Latency = policy received - prediction published (two broker hops, the agent's decode, Algorithm 1 on the
-reference task, its JSON). The last line printed is a JSON object with p50/p99.
+Run as ``python benchmarks/reaction.py``. Starts a private Mosquitto and Redis on free loopback ports and a
+real mobile agent (`python -m mobile_agent`, busy running applications; one site, `ed`, announced online by
+a retained status with a session taken from the benchmark's Redis, and no site daemon, so the agent also
+meets deadlines and falls back meanwhile). Then it publishes `SAMPLES` predictions for `ed` (retained JSON,
+QoS 1, a new version and value each time) one at a time and waits for the retained policy on
+`agents/{agent}/policy` that carries that prediction version. Latency = policy received - prediction
+published (two broker hops, the agent's decode, Algorithm 1 on the reference task, its JSON). The last line
+printed is a JSON object with p50/p99.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import redis
 from local_brokers import start_brokers
 
 from edgeoff.wire import topics
@@ -27,6 +29,7 @@ from edgeoff.wire.codec import encode_json
 from edgeoff.wire.messages import Prediction, SiteStatus
 from edgeoff.wire.mqtt import Message, MqttClient, MqttEvent, wait_published
 from edgeoff.wire.settings import BrokerSettings
+from edgeoff.wire.store import TaskStore
 from launcher.up.children import Children
 
 AGENT = "bench-agent"
@@ -47,7 +50,7 @@ def policy_with_version(inbox: queue.Queue[MqttEvent], version: int) -> float:
                 return time.perf_counter()
 
 
-def measure(broker: BrokerSettings) -> dict[str, Any]:
+def measure(broker: BrokerSettings, redis_url: str) -> dict[str, Any]:
     inbox: queue.Queue[MqttEvent] = queue.Queue()
     client = MqttClient(settings=broker, client_id="bench-reaction", inbox=inbox)
     client.subscribe(topics.agent_policy(AGENT))
@@ -56,7 +59,11 @@ def measure(broker: BrokerSettings) -> dict[str, Any]:
     while not client.connected.wait(0.05):
         if time.monotonic() > deadline:
             raise RuntimeError("benchmark client cannot connect")
-    online = SiteStatus(state="online", session=1, ts=time.time())
+    # the session from the site's counter in Redis, as a real site takes it (the agent ignores any above it)
+    counters = TaskStore(redis.Redis.from_url(redis_url))
+    session = counters.next_session(SITE)
+    counters.close()
+    online = SiteStatus(state="online", session=session, ts=time.time())
     wait_published(
         client.publish(topics.site_topic(SITE, "status"), encode_json(online), qos=1, retain=True), 5
     )
@@ -86,18 +93,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="edgeoff-bench-") as tmp:
         children = Children(Path(tmp))
         try:
-            host, port, _ = start_brokers(children, Path(tmp))
+            host, port, redis_url = start_brokers(children, Path(tmp))
             broker = BrokerSettings(host=host, port=port)
             env = {
                 "EDGEOFF_AGENT_BROKER__HOST": host,
                 "EDGEOFF_AGENT_BROKER__PORT": str(port),
+                "EDGEOFF_AGENT_REDIS__URL": redis_url,  # the benchmark's own Redis, never a shared one
                 "EDGEOFF_AGENT_AGENT": AGENT,
                 "EDGEOFF_AGENT_WAIT_SITES_S": "0",
                 "EDGEOFF_AGENT_DURATION_S": "600",
                 "EDGEOFF_AGENT_LOG_LEVEL": "ERROR",
             }
             children.start("agent", [sys.executable, "-m", "mobile_agent"], env)
-            result = measure(broker)
+            result = measure(broker, redis_url)
         finally:
             children.stop_all()
     print(json.dumps(result))

@@ -32,6 +32,7 @@ from typing import Any
 
 import msgpack
 import paho.mqtt.client as paho
+import redis
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edgeoff.wire import topics
@@ -39,6 +40,7 @@ from edgeoff.wire.codec import decode_json, encode_json
 from edgeoff.wire.messages import DOWN_MODEL, Prediction, SiteStatus
 from edgeoff.wire.mqtt import Inbox, Message, MqttClient, MqttEvent
 from edgeoff.wire.settings import BrokerSettings
+from edgeoff.wire.store import TaskStore
 
 HEARTBEAT_S = 0.15
 STALL_REPORT_S = 0.5  # an emulator tick this late is reported: the sender was starved, not the detector
@@ -70,18 +72,28 @@ def cpu_s(pid: int) -> float:
 
 
 def emulate(
-    port: int, sites: list[str], duration_s: float, hang_every_s: float, hang_s: float, seed: int
+    port: int,
+    redis_port: int,
+    sites: list[str],
+    duration_s: float,
+    hang_every_s: float,
+    hang_s: float,
+    seed: int,
 ) -> None:
-    """Beat for `sites` for `duration_s`; hang one random site every `hang_every_s`; print hangs as JSON."""
+    """Beat for `sites` for `duration_s`; hang one random site every `hang_every_s`; print hangs as JSON.
+
+    Sessions come from each site's counter in Redis (INCR), as a real site's do: the worker ignores a
+    session above the counter (edgeoff.wire.sessions)."""
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"emulator-{seed}", protocol=paho.MQTTv5)
     client.max_queued_messages_set(0)
     client.connect("127.0.0.1", port)
     client.loop_start()
     rng = random.Random(seed)
-    session = dict.fromkeys(sites, 1)
+    counters = TaskStore(redis.Redis(host="127.0.0.1", port=redis_port))
+    session = {site: counters.next_session(site) for site in sites}
     seq = dict.fromkeys(sites, 0)
     for site in sites:
-        status = SiteStatus(state="online", session=1, ts=time.time())
+        status = SiteStatus(state="online", session=session[site], ts=time.time())
         client.publish(topics.site_topic(site, "status"), encode_json(status), qos=1, retain=True)
     hung: dict[str, float] = {}  # site -> resume at (monotonic)
     start = time.monotonic()
@@ -108,7 +120,7 @@ def emulate(
         for site, resume in list(hung.items()):
             if now >= resume:
                 del hung[site]
-                session[site] += 1
+                session[site] = counters.next_session(site)
                 seq[site] = 0
                 status = SiteStatus(state="online", session=session[site], ts=time.time())
                 client.publish(topics.site_topic(site, "status"), encode_json(status), qos=1, retain=True)
@@ -121,6 +133,7 @@ def emulate(
             next_hang = now + hang_every_s
     client.loop_stop()
     client.disconnect()
+    counters.close()
 
 
 # ---------------------------------------------------------------------- the parent
@@ -194,6 +207,7 @@ def run(n: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 __file__,
                 "--emulate",
                 str(port),
+                str(redis_port),
                 ",".join(chunk),
                 str(args.duration_s),
                 str(args.hang_every_s * args.emulators),
@@ -296,8 +310,16 @@ def _observe(port: int, stop: threading.Event, downs: list[tuple[float, str]]) -
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--emulate":
-        port, sites, duration, every, hold, seed = sys.argv[2:8]
-        emulate(int(port), sites.split(","), float(duration), float(every), float(hold), int(seed))
+        port, redis_port, sites, duration, every, hold, seed = sys.argv[2:9]
+        emulate(
+            int(port),
+            int(redis_port),
+            sites.split(","),
+            float(duration),
+            float(every),
+            float(hold),
+            int(seed),
+        )
         return
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

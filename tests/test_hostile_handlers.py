@@ -11,7 +11,9 @@ stores that check what the daemon hands them (a lease in range, a prediction ins
 from __future__ import annotations
 
 import math
+import queue
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -37,7 +39,7 @@ from edgeoff.wire.messages import (
 )
 from edgeoff.wire.mqtt import Message
 from edgeoff.wire.sessions import SessionBound
-from edgeoff.wire.store import MAX_LEASE_MS, Claim
+from edgeoff.wire.store import MAX_LEASE_MS, Claim, ClaimOutcome
 from mobile_agent.daemon import AgentSettings, MobileAgent
 from mobile_agent.planner import Planner, PlannerSettings
 from prediction_worker.daemon import PredictionWorker, WorkerSettings
@@ -109,20 +111,31 @@ def refused(decode: Any, model: type[Any], payload: bytes) -> bool:
 
 
 class CheckingTaskStore:
-    """A TaskStore in memory that fails the test when the daemon hands it something out of range."""
+    """A TaskStore in memory that notes whatever the daemon hands it out of range (claims are also made
+    on the site's worker threads, where an assertion would only fail that task: the test checks `wrong`)."""
 
     def __init__(self) -> None:
         self.claims: dict[tuple[str, int], str] = {}
+        self.wrong: list[str] = []
 
-    def claim_tasks(self, site: str, claims: Sequence[Claim]) -> list[bool]:
-        out = []
+    def _check_lease(self, lease_ms: int) -> None:
+        if not (isinstance(lease_ms, int) and 0 < lease_ms <= MAX_LEASE_MS):
+            self.wrong.append(f"lease {lease_ms!r}")
+
+    def claim_outcomes(self, site: str, claims: Sequence[Claim]) -> list[ClaimOutcome]:
+        out: list[ClaimOutcome] = []
         for claim in claims:
-            assert 0 < claim.lease_ms <= MAX_LEASE_MS, claim.lease_ms
-            assert isinstance(claim.lease_ms, int)
+            self._check_lease(claim.lease_ms)
+            if claim.agent != AGENT:
+                self.wrong.append(f"fence of agent {claim.agent!r}")
             key = (claim.task_id, claim.attempt)
-            out.append(key not in self.claims)
+            out.append("taken" if key in self.claims else "claimed")
             self.claims.setdefault(key, site)
         return out
+
+    def renew(self, task_id: str, attempt: int, site: str, lease_ms: int, *, agent: str) -> bool:
+        self._check_lease(lease_ms)
+        return True
 
     def complete_task(self, result: TaskResult) -> bool:
         return True
@@ -225,6 +238,14 @@ def test_the_site_drops_or_claims_every_task_and_never_raises(
     before = dict(site.counters.snapshot())
     message = Message(topic=topics.site_topic("ed", "tasks"), payload=payload, qos=1, retain=False)
     site._handle_batch([message, message])  # a duplicate in the same batch, too
+    deadline = time.monotonic() + 10.0
+    while site._in_pool or site._queue:  # the tasks that went to the worker pool: until they are done
+        assert time.monotonic() < deadline, "the site's worker pool never finished"
+        try:
+            site._handle_batch([site.inbox.get(timeout=0.1)])
+        except queue.Empty:
+            continue
+    assert site.store.wrong == []  # type: ignore[attr-defined]
     after = site.counters.snapshot()
     if refused(decode_msgpack, TaskRequest, payload):
         assert dropped(after) - dropped(before) == 2

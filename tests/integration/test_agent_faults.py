@@ -41,7 +41,8 @@ class ScriptedSites:
             *(topics.site_topic(s, "tasks") for s in SITES)
         )
         for site in SITES:
-            status = SiteStatus(state="online", session=1, ts=0.0)
+            # the session from Redis, as a real site takes it (the agent ignores sessions above the counter)
+            status = SiteStatus(state="online", session=self.store.next_session(site), ts=0.0)
             self.obs.publish(topics.site_topic(site, "status"), encode_json(status), retain=True)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
@@ -76,7 +77,7 @@ class ScriptedSites:
         elif self.mode in ("busy", "store"):
             error = ERROR_BUSY if self.mode == "busy" else ERROR_STORE
             self.obs.client.publish(
-                topics.results(request.agent), encode_msgpack(result(False, error)), qos=1
+                topics.results(request.agent, site), encode_msgpack(result(False, error)), qos=1
             )
 
     def close(self) -> None:
@@ -151,15 +152,17 @@ def test_a_site_that_missed_a_deadline_is_avoided_and_its_attempt_fenced(
     assert missed >= 1
     assert record["tasks_lost"] == 0
     # each silent site was tried once, then avoided until heard from again: never a second deadline there
-    tried = [(r.task_id, r.attempt) for r in sites.requests]
+    tried = [(r.task_id, r.attempt, r.agent) for r in sites.requests]
     assert missed == len(tried) <= len(SITES)
     store = TaskStore(redis.Redis(host=redis_server.host, port=redis_server.port))
     try:
-        for task_id, attempt in tried:
-            assert store.claim_outcomes("ed", [_claim(task_id, attempt)]) == ["fenced"]
+        for task_id, attempt, agent in tried:
+            # the agent raised the task's fence above the attempt it gave up on: no site starts it now
+            assert (store.fence_of(task_id, agent=agent) or 0) > attempt
+            assert store.claim_outcomes("ed", [_claim(task_id, attempt, agent)]) == ["fenced"]
     finally:
         store.close()
 
 
-def _claim(task_id: str, attempt: int) -> Claim:
-    return Claim(task_id, attempt, 1000)
+def _claim(task_id: str, attempt: int, agent: str) -> Claim:
+    return Claim(task_id, attempt, 1000, agent=agent)

@@ -356,10 +356,12 @@ def test_a_site_cannot_pre_claim_another_sites_tasks_or_write_predictions(
         # its own work goes through its store: a session, a batch of claims with an instant result
         assert ed.next_session("ed") == 1
         done = encode_msgpack(TaskResult(task_id="t-2", attempt=0, site="ed", session=1, ok=True, exec_s=0))
-        assert ed.claim_tasks("ed", [Claim("t-1", 0, 10_000), Claim("t-2", 0, 10_000, done)]) == [True, True]
+        assert ed.claim_tasks(
+            "ed", [Claim("t-1", 0, 10_000, agent=AGENT), Claim("t-2", 0, 10_000, done, agent=AGENT)]
+        ) == [True, True]
         # but not another site's: through the store, raw commands, or a script of its own
         with pytest.raises(StoreError, match="permission"):
-            ed.claim_tasks("ec", [Claim(f"t-{n}", 0, 10**6) for n in range(100)])
+            ed.claim_tasks("ec", [Claim(f"t-{n}", 0, 10**6, agent=AGENT) for n in range(100)])
         with pytest.raises(StoreError, match="permission"):
             ed.next_session("ec")
         assert refused(raw, "SET", "edgeoff:v1:site:ec:task:t-9:0:claim", "ed")
@@ -373,7 +375,10 @@ def test_a_site_cannot_pre_claim_another_sites_tasks_or_write_predictions(
         assert refused(raw, "HSET", "edgeoff:v1:prediction:ed", "version", str(2**62))
         assert refused(raw, "LPUSH", "edgeoff:v1:site:ed:windows", "1.0")
         # ec claims every task sent to it as if ed did not exist
-        assert ec.claim_tasks("ec", [Claim(f"t-{n}", 0, 10_000) for n in range(100)]) == [True] * 100
+        assert (
+            ec.claim_tasks("ec", [Claim(f"t-{n}", 0, 10_000, agent=AGENT) for n in range(100)])
+            == [True] * 100
+        )
     finally:
         for c in (ed, ec):
             c.close()
@@ -388,7 +393,7 @@ def test_each_role_has_its_own_keys_and_only_those(project_redis: ProjectRedis) 
     try:
         site.next_session("ed")
         result = TaskResult(task_id="t-1", attempt=0, site="ed", session=1, ok=True, exec_s=0.5)
-        assert site.claim_task("t-1", 0, "ed", 10_000)
+        assert site.claim_task("t-1", 0, "ed", 10_000, agent=AGENT)
         assert site.complete_task(result)
         assert predictions.write_prediction("ed", 0.9, "last-value", 1.7e9, "worker-0") == 1
         predictions.append_verdict("ed", {"up": True}, 10)

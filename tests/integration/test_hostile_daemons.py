@@ -172,12 +172,12 @@ def test_a_claim_redis_refuses_fails_alone(store: TaskStore, redis_server: Serve
         claimed = store.claim_tasks(
             "ed",
             [
-                Claim("ok-1", 0, 10_000),
-                Claim("wrong-type", 0, 10_000),
-                Claim("ok-2", 0, 10_000),
-                Claim("long", 0, 10**12),  # out of range
-                Claim("zero", 0, 0),
-                Claim("ok-3", 0, 10_000),
+                Claim("ok-1", 0, 10_000, agent=AGENT),
+                Claim("wrong-type", 0, 10_000, agent=AGENT),
+                Claim("ok-2", 0, 10_000, agent=AGENT),
+                Claim("long", 0, 10**12, agent=AGENT),  # out of range
+                Claim("zero", 0, 0, agent=AGENT),
+                Claim("ok-3", 0, 10_000, agent=AGENT),
             ],
         )
         assert claimed == [True, False, True, False, False, True]

@@ -155,8 +155,9 @@ def test_an_attempt_is_claimed_in_the_keys_of_the_site_it_was_sent_to(
     # An attempt is meant for the site whose tasks topic carried it: each site claims in its own keys
     # (so no site can pre-claim another's tasks), and duplicated deliveries still run once per site.
     obs = observer(RESULTS, "edgeoff/v1/sites/+/status")
-    start_site("ed")
-    start_site("ec")
+    roomy = {"EDGEOFF_SITE_MAX_QUEUED_TASKS": "32"}  # all 11 requests queue: none is answered "busy"
+    start_site("ed", env=roomy)
+    start_site("ec", env=roomy)
     obs.wait(lambda o: online(o, "ed") and online(o, "ec"), 15, "ed and ec online")
     for n in range(5):
         request = encode_msgpack(task(f"race-{n}", mi=50))
@@ -408,16 +409,16 @@ def test_a_hung_site_goes_silent_and_the_broker_gives_up_on_it_after_the_keepali
 
 def test_batched_claims_keep_the_per_attempt_rules(store: TaskStore) -> None:
     done = encode_msgpack(TaskResult(task_id="bc-done", attempt=0, site="ed", session=1, ok=True, exec_s=0.0))
-    assert store.claim_task("bc-held", 0, "ec", 10_000)
+    assert store.claim_task("bc-held", 0, "ec", 10_000, agent=AGENT)
     claimed = store.claim_tasks(
         "ed",
         [
-            Claim("bc-run", 0, 10_000),  # free: claimed, still to run
-            Claim("bc-run", 0, 10_000),  # the same attempt again in the same call: refused
-            Claim("bc-held", 0, 10_000),  # another site holds it: refused
-            Claim("bc-done", 0, 10_000, result=done),  # instant: claimed and completed together
-            Claim("bc-done", 0, 10_000, result=done),  # a duplicate of it: refused
-            Claim("bc-run", 1, 10_000),  # a new attempt is free
+            Claim("bc-run", 0, 10_000, agent=AGENT),  # free: claimed, still to run
+            Claim("bc-run", 0, 10_000, agent=AGENT),  # the same attempt again in the same call: refused
+            Claim("bc-held", 0, 10_000, agent=AGENT),  # another site holds it: refused
+            Claim("bc-done", 0, 10_000, result=done, agent=AGENT),  # instant: claimed and completed together
+            Claim("bc-done", 0, 10_000, result=done, agent=AGENT),  # a duplicate of it: refused
+            Claim("bc-run", 1, 10_000, agent=AGENT),  # a new attempt is free
         ],
     )
     # bc-held is claimed in ec's keys: an attempt sent to ed is ed's alone (sites cannot block each other)
@@ -427,7 +428,9 @@ def test_batched_claims_keep_the_per_attempt_rules(store: TaskStore) -> None:
     assert store.get_result("ed", "bc-run", 0) is None
     assert store.get_result("ed", "bc-done", 0) == decode_msgpack(TaskResult, done)
     assert store.claim_owner("ed", "bc-done", 0) == "ed"
-    assert not store.claim_task("bc-done", 0, "ed", 10_000)  # done: no later claim, even after a lease
+    assert not store.claim_task(
+        "bc-done", 0, "ed", 10_000, agent=AGENT
+    )  # done: no later claim, even after a lease
     assert not store.complete_task(
         TaskResult(task_id="bc-done", attempt=0, site="ed", session=9, ok=False, exec_s=1.0)
     )

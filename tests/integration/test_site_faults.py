@@ -17,7 +17,7 @@ from edgeoff.wire.messages import ERROR_BUSY, ERROR_STORE
 from edgeoff.wire.store import TaskStore
 
 from .conftest import Observer, Server
-from .test_site_daemon import RESULTS, online, result_of, results, task
+from .test_site_daemon import AGENT, RESULTS, online, result_of, results, task
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -79,15 +79,15 @@ def test_expired_and_cancelled_requests_never_start(
     start_site("ed", env=FAST)
     obs.wait(lambda o: online(o, "ed"), 15, "ed online")
     tasks_topic = topics.site_topic("ed", "tasks")
-    store.cancel("cancelled-1", 0)  # the agent gave up on attempt 0 before the site saw it
+    store.cancel("cancelled-1", 0, agent=AGENT)  # the agent gave up on attempt 0 before the site saw it
     obs.publish(tasks_topic, encode_msgpack(task("expired-1", mi=0, expires_at=time.time() - 1.0)))
     obs.publish(tasks_topic, encode_msgpack(task("cancelled-1", mi=0)))
     obs.publish(tasks_topic, encode_msgpack(task("barrier-1", mi=0)))  # handled after both, in order
     obs.wait(lambda o: result_of(o, "barrier-1"), 15, "the barrier task")
     assert result_of(obs, "expired-1") is None
     assert result_of(obs, "cancelled-1") is None
-    assert store.claim_owner("expired-1", 0) is None
-    assert store.claim_owner("cancelled-1", 0) is None
+    assert store.claim_owner("ed", "expired-1", 0) is None
+    assert store.claim_owner("ed", "cancelled-1", 0) is None
 
 
 def test_a_full_queue_answers_busy_at_once(start_site: StartSite, observer: Callable[..., Observer]) -> None:
@@ -116,16 +116,18 @@ def test_a_long_task_renews_its_lease_and_stops_when_the_agent_cancels_it(
     # 2500 MI on ED = 0.5 s x scale 4 = 2 s of emulated work; the lease alone would lapse after 2.4 s,
     # but renewed every 0.2 s it is still held well after it started
     obs.publish(tasks_topic, encode_msgpack(task("long-1", mi=2500)))
-    started = obs.wait(lambda o: store.claim_owner("long-1", 0), 10, "long-1 started")
+    started = obs.wait(lambda o: store.claim_owner("ed", "long-1", 0), 10, "long-1 started")
     assert started == "ed"
     obs.publish(tasks_topic, encode_msgpack(task("long-2", mi=5000)))  # 4 s, queued behind long-1
     result = obs.wait(lambda o: result_of(o, "long-1"), 15, "long-1 done")
     assert result.ok
-    obs.wait(lambda o: store.claim_owner("long-2", 0), 10, "long-2 started")
-    store.cancel("long-2", 0)  # the agent moved on: the running attempt stops at its next renewal
+    obs.wait(lambda o: store.claim_owner("ed", "long-2", 0), 10, "long-2 started")
+    store.cancel(
+        "long-2", 0, agent=AGENT
+    )  # the agent moved on: the running attempt stops at its next renewal
     obs.publish(tasks_topic, encode_msgpack(task("barrier-2", mi=0)))
     obs.wait(lambda o: result_of(o, "barrier-2"), 10, "the task after the cancelled one")
     assert result_of(obs, "long-2") is None
-    assert store.get_result("long-2", 0) is None
+    assert store.get_result("ed", "long-2", 0) is None
     seen = [r.task_id for r in results(obs)]
     assert seen == ["long-1", "barrier-2"]

@@ -174,32 +174,62 @@ def _result(task: str, attempt: int, site: str = "ed") -> bytes:
     )
 
 
-def test_an_older_attempt_never_starts_after_a_newer_one_was_claimed(store: TaskStore) -> None:
-    assert store.claim_outcomes("ec", [Claim("f1", 1, 10_000)]) == ["claimed"]
-    assert store.claim_outcomes("ed", [Claim("f1", 0, 10_000)]) == ["fenced"]
-    assert store.claim_outcomes("ed", [Claim("f1", 2, 10_000)]) == ["claimed"]
-    assert store.claim_outcomes("ec", [Claim("f1", 1, 10_000)]) == ["fenced"]
+AGENT = "md"
+
+
+def test_an_older_attempt_never_starts_once_its_agent_sent_a_newer_one(store: TaskStore) -> None:
+    store.fence("f1", 1, agent=AGENT)  # the agent is about to send attempt 1 (to ec)
+    assert store.claim_outcomes("ed", [Claim("f1", 0, 10_000, agent=AGENT)]) == ["fenced"]
+    assert store.claim_outcomes("ec", [Claim("f1", 1, 10_000, agent=AGENT)]) == ["claimed"]
+    store.fence("f1", 0, agent=AGENT)  # a fence is only ever raised
+    assert store.fence_of("f1", agent=AGENT) == 1
+    store.fence("f1", 2, agent=AGENT)
+    assert store.claim_outcomes("ec", [Claim("f1", 1, 10_000, agent=AGENT)]) == ["fenced"]
+    assert store.claim_outcomes("ed", [Claim("f1", 2, 10_000, agent=AGENT)]) == ["claimed"]
+    # the fence is the agent's: another agent's task of the same id is not fenced off by it
+    assert store.claim_outcomes("ed", [Claim("f1", 0, 10_000, agent="other")]) == ["claimed"]
 
 
 def test_a_cancelled_attempt_never_starts_and_a_running_one_learns_it_at_renewal(store: TaskStore) -> None:
-    assert store.claim_task("f2", 0, "ed", 10_000)
-    assert store.renew("f2", 0, "ed", 10_000)
-    assert not store.renew("f2", 0, "ec", 10_000)  # not ec's claim
-    store.cancel("f2", 0)  # the agent moved on from attempt 0
-    assert not store.renew("f2", 0, "ed", 10_000)
-    store.cancel("f3", 0)  # cancelled before any site started it (queued at a hung site)
-    assert store.claim_outcomes("ed", [Claim("f3", 0, 10_000)]) == ["fenced"]
-    assert store.claim_outcomes("ec", [Claim("f3", 1, 10_000)]) == ["claimed"]  # the next attempt is free
+    assert store.claim_task("f2", 0, "ed", 10_000, agent=AGENT)
+    assert store.renew("f2", 0, "ed", 10_000, agent=AGENT)
+    assert not store.renew("f2", 0, "ec", 10_000, agent=AGENT)  # not ec's claim
+    store.cancel("f2", 0, agent=AGENT)  # the agent moved on from attempt 0
+    assert not store.renew("f2", 0, "ed", 10_000, agent=AGENT)
+    store.cancel("f3", 0, agent=AGENT)  # cancelled before any site started it (queued at a hung site)
+    assert store.claim_outcomes("ed", [Claim("f3", 0, 10_000, agent=AGENT)]) == ["fenced"]
+    # the next attempt is free
+    assert store.claim_outcomes("ec", [Claim("f3", 1, 10_000, agent=AGENT)]) == ["claimed"]
+
+
+def test_a_fence_that_is_not_a_number_fences_off_every_attempt(
+    store: TaskStore, redis_server: Server
+) -> None:
+    admin = redis.Redis(host=redis_server.host, port=redis_server.port)
+    try:
+        assert store.claim_task("f4", 0, "ed", 10_000, agent=AGENT)
+        admin.set(f"edgeoff:v1:agent:{AGENT}:task:f4:fence", "junk")
+        assert not store.renew("f4", 0, "ed", 10_000, agent=AGENT)  # the running attempt stops
+        admin.delete(f"edgeoff:v1:agent:{AGENT}:task:f5:fence")
+        admin.hset(f"edgeoff:v1:agent:{AGENT}:task:f5:fence", "x", "1")  # a key of another type
+        claims = [Claim("f4", 1, 10_000, agent=AGENT), Claim("f5", 0, 10_000, agent=AGENT)]
+        assert store.claim_outcomes("ed", claims) == ["fenced", "fenced"]
+        store.fence("f4", 3, agent=AGENT)  # the agent's next raise replaces the unreadable value
+        assert store.fence_of("f4", agent=AGENT) == 3
+        assert store.claim_outcomes("ed", [Claim("f4", 3, 10_000, agent=AGENT)]) == ["claimed"]
+    finally:
+        admin.close()
 
 
 def test_every_task_key_expires_after_the_retention(redis_server: Server) -> None:
     client = redis.Redis(host=redis_server.host, port=redis_server.port)
     store = TaskStore(client, retention_s=120)
-    store.claim_tasks("ed", [Claim("r1", 0, 5_000, result=_result("r1", 0))])
-    store.claim_task("r2", 0, "ed", 5_000)
-    store.cancel("r3", 0)
-    keys = client.keys("edgeoff:v1:task:*")
+    store.claim_tasks("ed", [Claim("r1", 0, 5_000, result=_result("r1", 0), agent=AGENT)])
+    store.claim_task("r2", 0, "ed", 5_000, agent=AGENT)
+    store.cancel("r3", 0, agent=AGENT)
+    keys = client.keys("edgeoff:v1:*:task:*")
     assert len(keys) >= 4  # r1 claim and result, r2 claim, r3 fence
+    assert client.keys("edgeoff:v1:agent:*:task:*:fence")  # the fence is under its agent
     for key in keys:
         ttl = client.pttl(key)
         assert 0 < ttl <= 120_000, (key, ttl)
@@ -244,7 +274,9 @@ def test_a_million_task_records_stay_under_the_memory_limit_and_no_claim_is_refu
         refused = 0
         peak = 0
         for start in range(0, 1_000_000, batch):
-            claims = [Claim(f"m{i}", 0, 1_000, result=payload) for i in range(start, start + batch)]
+            claims = [
+                Claim(f"m{i}", 0, 1_000, result=payload, agent=AGENT) for i in range(start, start + batch)
+            ]
             refused += sum(1 for ok in store.claim_tasks("ed", claims) if not ok)
             if start % 100_000 == 0:
                 peak = max(peak, int(client.info("memory")["used_memory"]))
