@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -94,7 +95,8 @@ def excerpt(value: object, limit: int = MAX_EXCERPT_CHARS) -> str:
 
 class RateLimitedLog:
     """At most one line per key per interval; the suppressed ones are counted and reported with the next
-    line of the key, or by :meth:`flush` once the interval is over."""
+    line of the key, or by :meth:`flush` once the interval is over. Thread-safe: a site's worker threads
+    and its loop share one."""
 
     def __init__(
         self,
@@ -109,9 +111,14 @@ class RateLimitedLog:
         self._last: dict[str, float] = {}  # key -> when its last line was written
         self._suppressed: Counter[str] = Counter()
         self._levels: dict[str, int] = {}
+        self._lock = threading.Lock()
 
     def log(self, level: int, key: str, msg: str, *args: object) -> bool:
         """Log `msg % args` unless `key` was logged less than an interval ago; True when written."""
+        with self._lock:
+            return self._log_locked(level, key, msg, *args)
+
+    def _log_locked(self, level: int, key: str, msg: str, *args: object) -> bool:
         now = self._clock()
         last = self._last.get(key)
         if last is not None and now - last < self._interval:
@@ -129,6 +136,10 @@ class RateLimitedLog:
 
     def flush(self) -> None:
         """Report the keys whose interval is over and that were suppressed meanwhile."""
+        with self._lock:
+            self._flush_locked()
+
+    def _flush_locked(self) -> None:
         now = self._clock()
         for key, n in list(self._suppressed.items()):
             last = self._last.get(key, now)
@@ -144,8 +155,8 @@ class RateLimitedLog:
                 )
 
     def _forget(self, now: float) -> None:
-        """Drop the keys whose interval is over (their suppressed counts reported first)."""
-        self.flush()
+        """Drop the keys whose interval is over (their suppressed counts reported first); lock held."""
+        self._flush_locked()
         for key, last in list(self._last.items()):
             if now - last >= self._interval and key not in self._suppressed:
                 del self._last[key]
