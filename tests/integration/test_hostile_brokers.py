@@ -385,6 +385,59 @@ def test_a_site_cannot_pre_claim_another_sites_tasks_or_write_predictions(
         raw.close()
 
 
+def test_only_its_agent_raises_a_tasks_fence_and_the_sites_only_read_it(project_redis: ProjectRedis) -> None:
+    """The fence of a task (edgeoff/wire/store.py) is its agent's: no site, worker, observer or other agent
+    can raise it (to make a real attempt look cancelled) or lower it (to let an abandoned one run), while
+    every site reads it when it claims and renews."""
+    fence = f"edgeoff:v1:agent:{AGENT}:task:t-f:fence"
+    phone = TaskStore(redis_client(project_redis.settings(f"agent-{AGENT}")))
+    tablet = TaskStore(redis_client(project_redis.settings("agent-tablet")))
+    ed = TaskStore(redis_client(project_redis.settings("site-ed")))
+    raws = {u: project_redis.client(u) for u in ("site-ed", "agent-tablet", "worker", "observer")}
+    admin = project_redis.client(None)
+    try:
+        phone.fence("t-f", 1, agent=AGENT)  # before it sends attempt 1
+        phone.cancel("t-f", 1, agent=AGENT)  # it gave up on attempt 1
+        assert phone.fence_of("t-f", agent=AGENT) == 2
+        # a site reads the fence in its claim and renewal scripts: attempt 1 never starts, attempt 2 does
+        claims = [Claim("t-f", 1, 10_000, agent=AGENT), Claim("t-f", 2, 10_000, agent=AGENT)]
+        assert ed.claim_outcomes("ed", claims) == ["fenced", "claimed"]
+        assert ed.renew("t-f", 2, "ed", 10_000, agent=AGENT)
+        assert ed.fence_of("t-f", agent=AGENT) == 2
+        # nobody else writes it: not through the store, not with raw commands, not from a script
+        for store in (ed, tablet):  # the site's script may name the key (to read it), not SET it
+            with pytest.raises(StoreError, match=r"permission|access"):
+                store.fence("t-f", 9, agent=AGENT)
+        for user, raw in raws.items():
+            for command in (
+                ("SET", fence, "0"),
+                ("SET", fence, "99"),
+                ("DEL", fence),
+                ("PEXPIRE", fence, "1"),
+            ):
+                assert refused(raw, *command), (user, command)
+        script = raws["site-ed"].register_script("return redis.call('SET', KEYS[2], '0')")
+        with pytest.raises(redis.ResponseError, match=r"permissions|access"):
+            script(keys=["edgeoff:v1:site:ed:task:t-f:2:claim", fence])
+        script = raws["site-ed"].register_script(f"return redis.call('DEL', '{fence}')")
+        with pytest.raises(redis.ResponseError, match=r"can't run this command"):
+            script()
+        # the agent cannot claim or answer for a site either: it writes its own fences only
+        agent_raw = project_redis.client(f"agent-{AGENT}")
+        try:
+            assert refused(agent_raw, "SET", "edgeoff:v1:site:ed:task:t-9:0:claim", AGENT)
+            assert refused(agent_raw, "SET", "edgeoff:v1:site:ed:task:t-9:0:result", "forged")
+            assert refused(agent_raw, "SET", "edgeoff:v1:agent:tablet:task:t-f:fence", "99")
+        finally:
+            agent_raw.close()
+        assert admin.get(fence) == b"2"
+    finally:
+        for store in (phone, tablet, ed):
+            store.close()
+        for c in (*raws.values(), admin):
+            c.close()
+
+
 def test_each_role_has_its_own_keys_and_only_those(project_redis: ProjectRedis) -> None:
     admin = project_redis.client(None)
     agent, worker, observer = (project_redis.client(u) for u in ("agent-phone", "worker", "observer"))
@@ -399,7 +452,7 @@ def test_each_role_has_its_own_keys_and_only_those(project_redis: ProjectRedis) 
         predictions.append_verdict("ed", {"up": True}, 10)
         predictions.append_window("ed", 0.5, 10)
         predictions.write_counters("worker-0", {"in": 3})
-        # the agent reads results and session counters, writes nothing
+        # the agent reads results and session counters, and writes nothing but its own fences
         agent_store = TaskStore(agent)
         assert agent_store.get_result("ed", "t-1", 0) == result
         assert agent_store.session("ed") == 1
