@@ -5,8 +5,10 @@ Besides what statuses and predictions say (:class:`~mobile_agent.planner.AgentVi
 * a site that missed a deadline, until it hears from that site again (any status, profile, prediction or
   result of it): a hung site keeps its retained status and prediction for the detection time, longer than
   a task's deadline, and must not get a new task every deadline until then;
-* every remote site for a short while after a site answered "store unavailable": the sites share Redis,
-  so the next one would answer the same, and the task goes to the phone at once.
+* every remote site for a short while after a site answered "store unavailable" and the agent cannot
+  reach Redis either: the sites share Redis, so the next one would answer the same, and the task goes to
+  the phone at once. When the agent does reach Redis, only that site is avoided (until heard from), as
+  after a missed deadline: a site cut off from Redis, or one that lies (issue 14), stops only itself.
 """
 
 from __future__ import annotations

@@ -138,8 +138,14 @@ class RemoteAttempts:
             if result.error == ERROR_BUSY:
                 return Failure("busy", f"site busy: {site_id}")
             if result.error == ERROR_STORE:
-                self._store_down_since = self.clock()
-                self.view.avoid_all_remote(True)
+                if self._store_reachable():
+                    # we reach Redis ourselves: the answer is about that site alone (cut off from Redis, or a
+                    # compromised site lying to stop all offloading): avoid it, not every site
+                    self.counters.incr("store_unavailable_one_site")
+                    self.view.avoid(site_id)
+                else:
+                    self._store_down_since = self.clock()
+                    self.view.avoid_all_remote(True)
                 return Failure("store_unavailable", "site cannot reach the store")
             return Failure("site_error", f"site error: {result.error or 'failed'}")
         if not self.view.usable()[site]:
@@ -190,6 +196,10 @@ class RemoteAttempts:
     def _store_error(self, what: str, key: tuple[str, int], exc: StoreError) -> None:
         self.counters.incr("store_errors")
         self._quiet.log(logging.INFO, f"store:{what}", "agent: cannot %s %s attempt %d: %s", what, *key, exc)
+
+    def _store_reachable(self) -> bool:
+        """True when the agent reaches Redis itself (a fail-fast PING: ms when Redis is down or refuses)."""
+        return self.store is not None and self.store.ping()
 
     def _check_store(self) -> None:
         """After a "store unavailable", try the sites again once the back-off has passed."""

@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.timeout(90)
 
-Mode = str  # "stored": stored in Redis, never published; "busy"; "store": store unavailable; "silent"
+# "stored": stored in Redis, never published; "busy"; "store": store unavailable; "silent"; "liar": the
+# first site sent a task answers store unavailable to everything, the others run their tasks
+Mode = str
 
 
 class ScriptedSites:
@@ -36,6 +38,8 @@ class ScriptedSites:
     def __init__(self, mosquitto: Server, redis_server: Server, mode: Mode) -> None:
         self.mode = mode
         self.requests: list[TaskRequest] = []
+        self.sent_to: list[str] = []  # the site of each request
+        self.liar: str | None = None
         self.store = TaskStore(redis.Redis(host=redis_server.host, port=redis_server.port))
         self.obs = Observer(mosquitto, "scripted-sites").start(
             *(topics.site_topic(s, "tasks") for s in SITES)
@@ -57,6 +61,7 @@ class ScriptedSites:
                 request = decode_msgpack(TaskRequest, message.payload)
                 self.requests.append(request)
                 site = message.topic.split("/")[-2]
+                self.sent_to.append(site)
                 self._answer(site, request)
             seen = len(messages)
 
@@ -72,7 +77,12 @@ class ScriptedSites:
                 error=error,
             )
 
-        if self.mode == "stored":
+        if self.mode == "liar":
+            self.liar = self.liar or site
+            ok = site != self.liar
+            answer = result(True) if ok else result(False, ERROR_STORE)
+            self.obs.client.publish(topics.results(request.agent, site), encode_msgpack(answer), qos=1)
+        elif self.mode == "stored":
             self.store.complete_task(result(True))  # stored, then the site "dies" before publishing
         elif self.mode in ("busy", "store"):
             error = ERROR_BUSY if self.mode == "busy" else ERROR_STORE
@@ -103,8 +113,10 @@ def scripted(mosquitto: Server, redis_server: Server) -> Iterator[Callable[[Mode
 AgentStarter = Callable[..., tuple["subprocess.Popen[bytes]", Path]]
 
 
-def _run(start_agent: AgentStarter, processes: Processes, *args: str) -> dict[str, Any]:
-    proc, out = start_agent("--apps", "2", "--engine", "mdp-reactive", *args)
+def _run(
+    start_agent: AgentStarter, processes: Processes, *args: str, env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    proc, out = start_agent("--apps", "2", "--engine", "mdp-reactive", *args, env=env)
     return finished(proc, out, processes, 80)
 
 
@@ -132,10 +144,32 @@ def test_busy_and_store_unavailable_answers_are_fallback_reasons_and_the_task_st
     assert record["counters"].get("fallbacks.busy", 0) >= 1
     assert record["tasks_lost"] == 0
     sites.mode = "store"
-    record = _run(start_agent, processes, "--seed", "8", "--store-backoff-s", "0")
+    # without its own store the agent cannot tell whether Redis is down: it believes the sites and keeps
+    # every task on the phone for the back-off (0 here: it tries the sites again at once)
+    no_store = {"EDGEOFF_AGENT_USE_STORE": "false"}
+    record = _run(start_agent, processes, "--seed", "8", "--store-backoff-s", "0", env=no_store)
     counters = record["counters"]
     assert counters.get("fallbacks.store_unavailable", 0) >= 2  # it tried the sites again after the back-off
     assert counters.get("fallbacks.deadline", 0) == 0  # never a wait for a deadline
+    assert record["tasks_lost"] == 0
+
+
+def test_a_site_that_says_the_store_is_down_while_the_agent_reaches_it_stops_only_itself(
+    scripted: Callable[[Mode], ScriptedSites],
+    start_agent: AgentStarter,
+    processes: Processes,
+) -> None:
+    """A site cut off from Redis, or a compromised one answering "store unavailable" to every task, must not
+    keep all the agent's tasks on the phone: the agent reaches Redis itself, so it avoids that site only."""
+    sites = scripted("liar")
+    record = _run(start_agent, processes, "--apps", "4", "--store-backoff-s", "600")
+    counters = record["counters"]
+    assert sites.liar is not None
+    assert counters.get("store_unavailable_one_site", 0) >= 1
+    lied_at = sites.sent_to.index(sites.liar)
+    # the other sites still got work after the lie (with every remote site avoided for 600 s, none would)
+    assert any(site != sites.liar for site in sites.sent_to[lied_at + 1 :])
+    assert sites.sent_to.count(sites.liar) == 1  # avoided after its answer
     assert record["tasks_lost"] == 0
 
 
