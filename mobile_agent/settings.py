@@ -38,4 +38,5 @@ class AgentSettings(DaemonSettings, OpsSettings):
     # the broker keeps our session (subscriptions, QoS 1 results) this long while we are disconnected
     session_expiry_s: Annotated[int, Field(ge=0, le=86_400)] = 300
     store_backoff_s: Annotated[float, Field(ge=0)] = 1.0  # after "store unavailable": phone only this long
-    use_store: bool = True  # read results back from Redis and fence attempts off when moving on
+    # read results back from Redis, fence attempts off, check a "store unavailable" answer against Redis
+    use_store: bool = True

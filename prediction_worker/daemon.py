@@ -16,10 +16,11 @@ Redis (prefix `edgeoff:v1:`), the state of record:
 
 | key                        | type | value                                                               |
 |----------------------------|------|---------------------------------------------------------------------|
-| prediction:{site}          | hash | availability, model, version, ts, up (0/1), worker (one Lua script)  |
+| prediction:{site}          | hash | availability, model, epoch, version, ts, up (0/1), worker (Lua)      |
 | site:{site}:verdicts       | list | JSON verdicts, newest first: up, session, reason, ts; LTRIM to bound |
 | site:{site}:windows        | list | availability of each closed window, newest first; LTRIM to bound     |
 | worker:{worker}:counters   | hash | the worker's counters, rewritten every `stats_s` (health, tests)     |
+| workers:epoch              | str  | the counter of worker epochs (INCR only, prediction_worker.store)    |
 
 After every MQTT reconnect the worker re-reads each known site's record from Redis and re-publishes it
 retained (a restarted broker without persistence has forgotten the retained copies); a site first seen by
