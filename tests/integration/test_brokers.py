@@ -395,6 +395,28 @@ def test_wrong_password_and_unknown_account_are_refused(broker: Broker) -> None:
             client.close()
 
 
+def test_an_agent_whose_password_is_refused_fails_at_once(broker: Broker, tmp_path: Path) -> None:
+    """It does not run its whole duration without a broker and exit 0: exit 1 with the reason, no results."""
+    wrong = tmp_path / "password"
+    wrong.write_text("not-the-password\n")
+    out = tmp_path / "agent.json"
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "EDGEOFF_AGENT_AGENT": "phone",
+        "EDGEOFF_AGENT_BROKER__PORT": str(broker.port),
+        "EDGEOFF_AGENT_BROKER__USERNAME": "agent-phone",
+        "EDGEOFF_AGENT_BROKER__PASSWORD_FILE": str(wrong),
+        "EDGEOFF_AGENT_WAIT_SITES_S": "600",  # refused credentials end the wait: it is not waited out
+    }
+    cmd = [sys.executable, "-m", "mobile_agent", "--out", str(out), "--duration-s", "600"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=50, env=env, check=False)
+    assert done.returncode == 1, done.stderr
+    reason = f"edgeoff-agent: error: the broker at 127.0.0.1:{broker.port} refused the account agent-phone"
+    assert reason in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not out.exists()
+
+
 # ---------------------------------------------------------------------------------------------- ACL
 
 
