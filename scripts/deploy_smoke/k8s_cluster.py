@@ -171,8 +171,8 @@ class Cluster:
     def _pki(self) -> None:
         p = self.pki
         p.mkdir(parents=True)
-        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=edgeoff-smoke-ca",
-                 "-keyout", p / "ca.key", "-out", p / "ca.crt")  # fmt: skip
+        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                 "-subj", "/CN=edgeoff-smoke-ca", "-keyout", p / "ca.key", "-out", p / "ca.crt")  # fmt: skip
         certs = {
             "apiserver": ("/CN=kube-apiserver", f"subjectAltName=IP:127.0.0.1,IP:{NODE_IP},IP:10.96.0.1,"
                           "DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc"),
@@ -184,7 +184,8 @@ class Cluster:
                      "-keyout", p / f"{name}.key", "-out", p / f"{name}.csr")  # fmt: skip
             (p / f"{name}.ext").write_text(ext + "\n")
             _openssl("x509", "-req", "-in", p / f"{name}.csr", "-CA", p / "ca.crt", "-CAkey", p / "ca.key",
-                     "-CAcreateserial", "-days", "2", "-extfile", p / f"{name}.ext", "-out", p / f"{name}.crt")  # fmt: skip
+                     "-CAcreateserial", "-days", "2", "-extfile", p / f"{name}.ext",
+                     "-out", p / f"{name}.crt")  # fmt: skip
         _openssl("genrsa", "-out", p / "sa.key", "2048")
         _openssl("rsa", "-in", p / "sa.key", "-pubout", "-out", p / "sa.pub")
         self.api_port = free_port()
@@ -213,7 +214,7 @@ class Cluster:
                     ],
                     "contexts": [{"name": "smoke", "context": {"cluster": "smoke", "user": "admin"}}],
                     "current-context": "smoke",
-                }  # fmt: skip
+                }
             )
         )
 
@@ -222,8 +223,8 @@ class Cluster:
         run(["ip", "link", "add", BRIDGE, "type", "bridge"])
         run(["ip", "addr", "add", f"{NODE_IP}/24", "dev", BRIDGE])
         run(["ip", "link", "set", BRIDGE, "up"])
-        # br_netfilter (loaded by Docker) sends bridged pod-to-pod traffic through FORWARD, whose policy Docker
-        # sets to DROP: let our bridge talk to itself (removed again by close()).
+        # br_netfilter (loaded by Docker) sends bridged pod-to-pod traffic through FORWARD, whose policy
+        # Docker sets to DROP: let our bridge talk to itself (removed again by close()).
         run(["iptables", "-w", "-I", "FORWARD", "1", *FORWARD_RULE])
         conf = {
             "cniVersion": "0.4.0",
@@ -325,7 +326,8 @@ state = "{STATE / "containerd"}"
             "clusterDomain": "cluster.local",
             "resolvConf": str(RUN / "resolv.conf"),
             "failSwapOn": False,
-            "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%", "imagefs.available": "1%"},
+            "evictionHard": {
+                "memory.available": "100Mi", "nodefs.available": "1%", "imagefs.available": "1%"},
             "imageGCHighThresholdPercent": 100,
             "imageGCLowThresholdPercent": 99,
         }  # fmt: skip

@@ -1,4 +1,4 @@
-"""A stand-in for CoreDNS in the smoke's one-node cluster (run as `python3 k8s_dns.py ADDR KUBECTL KUBECONFIG`).
+"""A stand-in for CoreDNS in the smoke's one-node cluster: `python3 k8s_dns.py ADDR KUBECTL KUBECONFIG`.
 
 Answers A queries for `<service>[.<namespace>[.svc[.cluster.local]]]` with the addresses of the Service's
 ready endpoints, as CoreDNS does for a headless Service; the cluster runs no kube-proxy, so a ClusterIP

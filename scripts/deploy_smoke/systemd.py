@@ -204,7 +204,8 @@ def _install(summary: Summary, node: Node) -> None:
     summary.check("brokers set up by setup-brokers.sh", set(brokers.values()) == {"active"}, str(brokers))
     # Two sites on one host: the second one takes its own metrics port from site-<id>.env (systemd/README.md).
     node.sh(
-        "printf 'EDGEOFF_SITE_METRICS_PORT=9104\\n' > /etc/edgeoff/site-ec.env && chmod 0600 /etc/edgeoff/site-ec.env"
+        "printf 'EDGEOFF_SITE_METRICS_PORT=9104\\n' > /etc/edgeoff/site-ec.env"
+        " && chmod 0600 /etc/edgeoff/site-ec.env"
     )
     started = time.monotonic()
     node.sh("systemctl enable --now " + " ".join(UNITS), timeout=300)
