@@ -8,8 +8,9 @@ weighted sum of min-max normalised criteria, each in [0, 1] with 1 best:
 - free resources: the site's MIPS relative to the largest (Kubernetes' LeastAllocated on an idle cluster),
 - availability estimated from MTBF: MTBF / (MTBF + MTTR), the steady-state availability.
 
-Recovery is reactive (see the simulator): after a failure the task resumes on the next-best site from its last
-checkpoint (or is re-computed locally when the phone is next), and every offloaded task pays for checkpoints.
+Recovery is reactive (see edgeoff/evaluation/lockstep.py): after a failure the task resumes on the next-best
+site from its last checkpoint (taken every `checkpoint_interval_s` of execution), or is re-computed locally
+when the phone is next, and every offloaded task pays for writing checkpoints.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ class KubeHybridSettings:
     checkpoint_overhead: float = 0.05
     # Seconds to restore the last checkpoint on another site after a failure (phone idle meanwhile).
     restore_s: float = 0.1
+    # Model seconds of execution between two checkpoints: a failure loses at most this much work.
+    checkpoint_interval_s: float = 0.02
 
 
 def _benefit(x: np.ndarray, feasible: np.ndarray) -> np.ndarray:

@@ -1,17 +1,19 @@
 """The decision engines, as data: where availability comes from, how sites are ranked, how failures recover.
 
-- `mdp-svr` (proposed): availability forecast by SVR from past windows; MDP policy iteration; on a failure the
-  next-best action of Q (Algorithm 2).
-- `efpo` (the prototype's comparison engine): failure probability 1 - exp(-t/MTBF) with t the trace time of an
-  application run, local re-execution after a failure; the prototype's discount was 0.96, here it shares the
-  scenario's tuned discount with the other MDP engines (benchmarks/tune.py).
-- `kubehybrid` (the paper's baseline): greedy weighted score with MTBF availability; reactive recovery by
-  check-pointing (resume on the next-best site) and local re-computation.
-- `mdp-selected`: the same MDP fed by the forecaster selected per site on its training backtest (never one
-  that lost to a naive forecaster; see edgeoff.forecasters.select_forecaster).
-- `mdp-reactive` (lower bound of prediction): the same MDP with every site assumed available; it learns of a
-  failure only by hitting it (Algorithm 2).
-- `mdp-oracle` (upper bound): the same MDP knowing each site's true state at decision time.
+Every engine sees the failure detector's view (a site known down is never chosen; edgeoff.knowledge) and
+adds its own availability input, at the time scale of the task it decides (edgeoff.knowledge.engine_input):
+
+- `mdp-svr` (proposed): the SVR's window forecast, mapped through the site's chain to the probability of
+  staying up for this task; MDP policy iteration; on a failure the next-best action of Q (Algorithm 2).
+- `efpo` (the prototype's comparison engine): failure probability 1 - exp(-t/MTBF) with t the task's time
+  at risk; local re-execution after a failure; the scenario's tuned discount (benchmarks/tune.py).
+- `kubehybrid` (the paper's baseline): greedy weighted score with MTBF steady-state availability, plus the
+  detector (a Kubernetes scheduler sees NotReady nodes); reactive recovery by check-pointing (resume on the
+  next-best site from the last checkpoint) and local re-computation.
+- `mdp-selected`: the MDP fed by the forecaster selected per site on its training backtest (never one that
+  lost to a naive forecaster; see edgeoff.forecasters.select_forecaster).
+- `mdp-reactive` (no prediction): the MDP on the detector alone: every site not known down is assumed up.
+- `mdp-oracle` (upper bound): the MDP knowing each site's true state at decision time (not the future).
 """
 
 from __future__ import annotations
@@ -23,9 +25,7 @@ from edgeoff.errors import EvaluationError
 
 __all__ = ["ENGINES", "PAPER_ENGINES", "Engine", "get_engine"]
 
-AvailabilitySource = Literal[
-    "svr", "selected", "mtbf-reliability", "mtbf-steady-state", "assume-up", "oracle"
-]
+AvailabilitySource = Literal["svr", "selected", "mtbf-reliability", "mtbf-steady-state", "detector", "oracle"]
 Ranking = Literal["mdp", "score"]
 Recovery = Literal["next-best", "local", "checkpoint"]
 
@@ -57,7 +57,7 @@ ENGINES: dict[str, Engine] = {
             "next-best",
             description="MDP on the per-site selected forecaster",
         ),
-        Engine("mdp-reactive", "assume-up", "mdp", "next-best", description="MDP without prediction (bound)"),
+        Engine("mdp-reactive", "detector", "mdp", "next-best", description="MDP without prediction (bound)"),
         Engine("mdp-oracle", "oracle", "mdp", "next-best", description="MDP knowing the true state (bound)"),
     )
 }

@@ -73,10 +73,10 @@ def add_parser(subparsers: Any) -> None:
         "--lanl", type=Path, help="raw LANL CSV (.csv or .csv.xz); default: the packaged table"
     )
     parser.add_argument(
-        "--trace-hours",
-        type=_seconds_list("hours"),
-        help="trace hours per application run, comma-separated; the first is the main setting, the others "
-        "sensitivity runs (default: the scenario's, then a tenth of it)",
+        "--time-compression",
+        type=_seconds_list("trace seconds per wall second"),
+        help="trace seconds per wall second (how fast sites fail relative to tasks), comma-separated; the "
+        "first is the main setting, the others sensitivity runs (default: the scenario's, 3600, then 360)",
     )
     parser.add_argument(
         "--detection-s",
@@ -100,9 +100,9 @@ def run(args: argparse.Namespace) -> int:
     unknown = [e for e in engines if e not in ENGINES]
     if unknown:
         raise EvaluationError(f"unknown engine(s) {', '.join(unknown)} (known: {', '.join(ENGINES)})")
-    hours = args.trace_hours or (
-        scenario.simulation.trace_hours_per_app,
-        scenario.simulation.trace_hours_per_app / 10,
+    hours = args.time_compression or (
+        scenario.simulation.time_compression,
+        scenario.simulation.time_compression / 10,
     )
     detections = args.detection_s or (scenario.detection.detection_s,)
     settings = (
@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
         "reps": config.reps,
         "seed": config.seed,
         "settings": [
-            {"trace_hours_per_app": s.trace_hours_per_app, "detection_s": s.detection_s, "label": s.label}
+            {"time_compression": s.time_compression, "detection_s": s.detection_s, "label": s.label}
             for s in settings
         ],
         "prediction_window_h": scenario.simulation.prediction_window_h,

@@ -24,7 +24,8 @@ from edgeoff.availability import (
     walk_forward,
 )
 from edgeoff.engines import get_engine
-from edgeoff.evaluation.simulator import Group, RunResult, SiteBehaviour, WindowForecaster, simulate_groups
+from edgeoff.evaluation.forecasts import WindowForecaster
+from edgeoff.evaluation.simulator import Group, RunResult, SiteBehaviour, simulate_groups
 from edgeoff.forecasters import default_candidates, select_forecaster
 from edgeoff.scenario import SITE_TYPES, Scenario
 from edgeoff.traces import NodeTrace, daily_availability, load_node_table, node_trace, read_failure_records
@@ -48,12 +49,12 @@ SVR_LAGS = 7  # one week of daily windows
 class Setting:
     """What varies between the main run and the sensitivity runs."""
 
-    trace_hours_per_app: float
+    time_compression: float
     detection_s: float
 
     @property
     def label(self) -> str:
-        return f"{self.trace_hours_per_app:g} h/app, {self.detection_s:g} s detection"
+        return f"time compression {self.time_compression:g}, {self.detection_s:g} s detection"
 
     def apply(self, scenario: Scenario) -> Scenario:
         """The scenario with this setting (the detector keeps its number of missed heartbeats)."""
@@ -61,7 +62,7 @@ class Setting:
         return scenario.model_copy(
             update={
                 "simulation": scenario.simulation.model_copy(
-                    update={"trace_hours_per_app": self.trace_hours_per_app}
+                    update={"time_compression": self.time_compression}
                 ),
                 "detection": scenario.detection.model_copy(update={"heartbeat_ms": heartbeat_ms}),
             }
@@ -203,7 +204,7 @@ def _run(job: _Job) -> list[dict[str, Any]]:
     for dataset, run in zip(job.datasets, runs, strict=True):
         record = summarise(scenario, dataset, job.engine, job.apps, run)
         record["setting"] = job.setting_index
-        record["trace_hours_per_app"] = job.setting.trace_hours_per_app
+        record["time_compression"] = job.setting.time_compression
         record["detection_s"] = job.setting.detection_s
         records.append(record)
     return records

@@ -1,0 +1,83 @@
+"""What an engine knows of the sites when it decides: the detector's view, and the availability it uses.
+
+One implementation for the live agent (mobile_agent/planner.py) and the offline simulator
+(edgeoff/evaluation/), so that both decide on the same information:
+
+- The detector view (:func:`detector_known_down`): a failure becomes known `detection` after it starts
+  (10 missed heartbeats of 150 ms by default); a recovery as soon as heartbeats resume. Live, the view is
+  the worker's `detector:down` predictions and the sites' offline statuses; offline it is computed from the
+  simulated up/down path with this function. It carries over from one application to the next.
+- The engine's input (:func:`engine_input`), per action, at the decision's time scale: the probability
+  that the site stays up for this task from now on (its expected upload and execution, in trace time):
+
+  | source | engine | input |
+  |---|---|---|
+  | `detector` | mdp-reactive | 1: every site not known down is assumed up |
+  | `svr`, `selected` | mdp-svr, mdp-selected | the window forecast A mapped through the site's chain: e^{-d (1 - A) / (A MTTR)} (edgeoff.chain.stays_up_given_window) |
+  | `mtbf-reliability` | efpo | 1 - P(failure within d) = e^{-d / MTBF} |
+  | `mtbf-steady-state` | kubehybrid | MTTF / (MTTF + MTTR) (the score's availability criterion) |
+  | `oracle` | mdp-oracle | the true state now (1 up, 0 down); it still cannot see a failure coming |
+
+- :func:`usable_availability` combines the two: a site known down gets 0 whatever the engine believed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from edgeoff import chain
+
+__all__ = ["detector_known_down", "engine_input", "usable_availability"]
+
+
+def detector_known_down(up: np.ndarray, since: np.ndarray, now: ArrayLike, detection: ArrayLike) -> np.ndarray:
+    """Sites the detector has declared down at `now`: down, and down for at least `detection` already.
+
+    `up` (..., S) bool, `since` (..., S) the time of the last change of state, `now` broadcastable (...,
+    1) or scalar, `detection` the detector's delay, all in one unit of time.
+    """
+    elapsed = np.asarray(now, dtype=float) - since
+    out: np.ndarray = ~up & (elapsed >= detection)
+    return out
+
+
+def engine_input(
+    source: str,
+    *,
+    duration: np.ndarray,
+    mean_up: np.ndarray,
+    mean_down: np.ndarray,
+    forecast: np.ndarray | None = None,
+    up_now: np.ndarray | None = None,
+) -> np.ndarray:
+    """The availability (N, A) an engine uses for a task, before the detector view (see the module table).
+
+    `duration` (N, A): the task's expected time at risk on each action (upload and execution), in the unit
+    of `mean_up` and `mean_down` ((A,) per site: MTTF and MTTR; the phone: inf and 0). `forecast` (N, A):
+    window availability forecasts (sources svr, selected); `up_now` (N, A) bool: the true state (oracle).
+    """
+    shape = np.shape(duration)
+    match source:
+        case "detector":
+            return np.ones(shape)
+        case "svr" | "selected":
+            if forecast is None:
+                raise ValueError(f"source {source!r} needs a forecast")
+            return chain.stays_up_given_window(forecast, mean_down, duration)
+        case "mtbf-reliability":
+            return chain.stays_up(duration, np.asarray(mean_up) + np.asarray(mean_down))
+        case "mtbf-steady-state":
+            return np.broadcast_to(chain.steady_state(mean_up, mean_down), shape).astype(float)
+        case "oracle":
+            if up_now is None:
+                raise ValueError("source 'oracle' needs the true state")
+            return np.asarray(up_now, dtype=float) * np.ones(shape)
+    raise ValueError(f"unknown availability source {source!r}")
+
+
+def usable_availability(availability: np.ndarray, known_down: np.ndarray) -> np.ndarray:
+    """The availability an engine decides on: its input (N, A), 0 where the detector knows a site is down
+    (N, A) bool (the phone is never down)."""
+    out: np.ndarray = np.where(known_down, 0.0, availability)
+    return out
