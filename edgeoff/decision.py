@@ -25,9 +25,9 @@ from edgeoff.scenario import Decision
 __all__ = [
     "INFEASIBLE_REWARD",
     "Policy",
+    "ResultDeadline",
     "build_rewards",
     "build_transitions",
-    "ResultDeadline",
     "is_feasible_value",
     "next_action",
     "next_actions",

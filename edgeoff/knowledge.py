@@ -13,7 +13,7 @@ One implementation for the live agent (mobile_agent/planner.py) and the offline 
   | source | engine | input |
   |---|---|---|
   | `detector` | mdp-reactive | 1: every site not known down is assumed up |
-  | `svr`, `selected` | mdp-svr, mdp-selected | the window forecast A mapped through the site's chain: e^{-d (1 - A) / (A MTTR)} (edgeoff.chain.stays_up_given_window) |
+  | `svr`, `selected` | mdp-svr, mdp-selected | window forecast A through the chain: e^{-d (1-A) / (A MTTR)} |
   | `mtbf-reliability` | efpo | 1 - P(failure within d) = e^{-d / MTBF} |
   | `mtbf-steady-state` | kubehybrid | MTTF / (MTTF + MTTR) (the score's availability criterion) |
   | `oracle` | mdp-oracle | the true state now (1 up, 0 down); it still cannot see a failure coming |
@@ -31,7 +31,9 @@ from edgeoff import chain
 __all__ = ["detector_known_down", "engine_input", "usable_availability"]
 
 
-def detector_known_down(up: np.ndarray, since: np.ndarray, now: ArrayLike, detection: ArrayLike) -> np.ndarray:
+def detector_known_down(
+    up: np.ndarray, since: np.ndarray, now: ArrayLike, detection: ArrayLike
+) -> np.ndarray:
     """Sites the detector has declared down at `now`: down, and down for at least `detection` already.
 
     `up` (..., S) bool, `since` (..., S) the time of the last change of state, `now` broadcastable (...,

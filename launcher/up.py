@@ -18,9 +18,9 @@ then stops the children in order: the agent first, so it writes what it measured
 SIGTERM, then SIGKILL after a timeout. On Linux each child also gets SIGTERM if this command dies.
 
 Failure injection: each site follows its LANL node's Markov chain with `--time-compression` trace seconds
-per wall second. The default, 5400 (1.5 trace hours per second), gives DS1 about four failures in two
-minutes (sum of 1/MTTF over its four nodes is 0.024 per trace hour), with mean outages of 1.5 s (cd) to
-5.8 s (ec), longer than the detector's 1.5 s.
+per wall second. The default is the scenario's [simulation] time_compression (3600, one trace hour per
+second: the setting the offline simulator uses too), which gives DS1 about three failures in two minutes
+(sum of 1/MTTF over its four nodes is 0.024 per trace hour).
 
 results.json has the shape of `edgeoff evaluate`'s ({"config", "results": [record]}); the record is
 mobile_agent.meter's, whose `rt_s` is per application run, plus `tasks_lost`, `failures_injected` (the
@@ -75,7 +75,6 @@ __all__ = ["add_parser", "run"]
 
 EXIT_MISSING_BINARY = 2
 EXIT_INTERRUPTED = 130  # the shell's code for a SIGINT
-DEFAULT_TIME_COMPRESSION = 5400.0  # see the module docstring: a few DS1 failures in two minutes
 STOP_TIMEOUT_S = 5.0  # after SIGTERM; then SIGKILL
 START_TIMEOUT_S = 10.0  # a broker that does not listen by then is broken, not slow
 AGENT_GRACE_S = 60.0  # the agent finishes its current application run after --duration
@@ -113,9 +112,9 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--time-compression",
         type=float,
-        default=DEFAULT_TIME_COMPRESSION,
-        help="trace seconds per wall second of failure injection (default 5400: about four DS1 failures "
-        "in two minutes)",
+        default=None,
+        help="trace seconds per wall second of failure injection (default: the scenario's [simulation] "
+        "time_compression, 3600)",
     )
     parser.add_argument(
         "--broker", default="127.0.0.1:1883", help="MQTT broker host:port (started if absent)"
@@ -484,6 +483,8 @@ def _print_table(console: Console, record: dict[str, Any]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario)
+    if args.time_compression is None:
+        args.time_compression = scenario.simulation.time_compression
     dataset = scenario.dataset(args.dataset)
     if args.engine not in LIVE_ENGINES:
         raise EdgeoffError(
@@ -558,6 +559,7 @@ def _run(
         "EDGEOFF_AGENT_DURATION_S": str(args.duration),
         "EDGEOFF_AGENT_SEED": str(args.seed),
         "EDGEOFF_AGENT_TIME_SCALE": str(args.time_scale),
+        "EDGEOFF_AGENT_TIME_COMPRESSION": str(args.time_compression),
     }
     agent = children.start(
         "agent", [python, "-m", "mobile_agent", "--out", str(agent_out), *scenario_args], agent_env

@@ -56,6 +56,7 @@ from edgeoff.ops import (
     settings_from_args,
 )
 from edgeoff.scenario import Scenario, load_scenario
+from edgeoff.traces import load_node_table
 from edgeoff.wire import topics
 from edgeoff.wire.codec import decode_json, decode_msgpack, encode_msgpack
 from edgeoff.wire.errors import DecodeError, TopicError
@@ -70,6 +71,7 @@ from mobile_agent.planner import (
     PlannerSettings,
     TaskPlan,
     TaskSpec,
+    chain_means,
     sample_app_run,
 )
 
@@ -95,6 +97,8 @@ class AgentSettings(DaemonSettings, OpsSettings):
     duration_s: Annotated[float, Field(gt=0)] | None = None  # start no new application run after this
     seed: int | None = None  # workload RNG; None: fresh entropy
     time_scale: Annotated[float, Field(gt=0)] = 1.0  # wall seconds per model second of emulated work
+    # trace seconds per wall second of the sites' failures; None: the scenario's [simulation] setting
+    time_compression: Annotated[float, Field(gt=0)] | None = None
     deadline_factor: Annotated[float, Field(gt=0)] = 3.0  # result deadline: factor x expected time + margin
     deadline_margin_s: Annotated[float, Field(ge=0)] = 0.5
     prior_availability: Annotated[float, Field(ge=0, le=1)] = 1.0  # a site without a prediction yet
@@ -251,7 +255,7 @@ class MobileAgent:
         task_id = self._task_id()
         phases: list[Phase] = []
         attempts: list[Attempt] = []
-        self._sample_decision()
+        self._sample_decision(spec, state)
         try:
             plan = self.planner.plan(spec, state, self.view)
         except NoFeasibleSolutionError as exc:
@@ -415,9 +419,9 @@ class MobileAgent:
         self._pump(start + model_s * self.settings.time_scale, lambda: False)
         return (self.clock() - start) / self.settings.time_scale
 
-    def _sample_decision(self) -> None:
+    def _sample_decision(self, spec: TaskSpec, state: int) -> None:
         usable = self.view.usable().astype(float)
-        availability = self.view.availability(use_predictions=self.planner.use_predictions)
+        availability = self.planner.availability(spec, state, self.view)
         r = self.record
         r.usable_sum = usable if r.usable_sum is None else r.usable_sum + usable
         r.availability_sum = availability if r.availability_sum is None else r.availability_sum + availability
@@ -613,6 +617,10 @@ def build_agent(settings: AgentSettings, stop: threading.Event, ops: Operations 
     """The agent for `settings`: scenario (an unknown dataset is a configuration error), engine, planner."""
     scenario = load_scenario(settings.scenario)
     scenario.dataset(settings.dataset)
+    table = load_node_table()
+    mean_up, mean_down = chain_means(
+        scenario, settings.dataset, {n: (t.mttf_h, t.mttr_h) for n, t in table.items()}
+    )
     planner = Planner(
         scenario,
         get_engine(settings.engine),
@@ -620,6 +628,10 @@ def build_agent(settings: AgentSettings, stop: threading.Event, ops: Operations 
             deadline_factor=settings.deadline_factor,
             deadline_margin_s=settings.deadline_margin_s,
             prior_availability=settings.prior_availability,
+            mean_up_h=mean_up,
+            mean_down_h=mean_down,
+            time_compression=settings.time_compression or scenario.simulation.time_compression,
+            time_scale=settings.time_scale,
         ),
     )
     return MobileAgent(settings=settings, scenario=scenario, planner=planner, stop=stop, ops=ops)

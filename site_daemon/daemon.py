@@ -65,7 +65,7 @@ from site_daemon.execution import (
     execution_time_s,
     instant_outcome,
 )
-from site_daemon.failure_injection import DEFAULT_TIME_COMPRESSION, Period, failure_model_for_site, periods
+from site_daemon.failure_injection import Period, failure_model_for_site, periods
 
 __all__ = ["EXIT_CONFIG", "SiteDaemon", "SiteSettings", "TaskFinished", "main"]
 
@@ -86,7 +86,8 @@ class SiteSettings(DaemonSettings, OpsSettings):
     scenario: Path | None = None  # None: the paper's scenario
     dataset: str | None = None  # dataset configuration mapping sites to LANL nodes (failure injection)
     inject_failures: bool = False
-    time_compression: Annotated[float, Field(gt=0)] = DEFAULT_TIME_COMPRESSION
+    # trace seconds per wall second; None: the scenario's [simulation] time_compression (3600 by default)
+    time_compression: Annotated[float, Field(gt=0)] | None = None
     # How an injected failure looks from outside. "hang" (a node that lost power): silence (no heartbeats,
     # tasks swallowed) while the link seems alive; after 1.5 x keepalive, when Mosquitto would give up on a
     # silent client, the link drops and the will fires. The heartbeat detector has to notice first. "crash"
@@ -582,9 +583,8 @@ def _failures(settings: SiteSettings, scenario: Scenario) -> Iterator[Period] | 
         return None
     if settings.dataset is None:
         raise ScenarioError("--inject-failures needs --dataset (the dataset maps sites to LANL nodes)")
-    model = failure_model_for_site(
-        scenario, settings.dataset, settings.site, load_node_table(), settings.time_compression
-    )
+    compression = settings.time_compression or scenario.simulation.time_compression
+    model = failure_model_for_site(scenario, settings.dataset, settings.site, load_node_table(), compression)
     if model is None:
         raise ScenarioError(f"dataset {settings.dataset} does not map site {settings.site!r} to a LANL node")
     log.info(
@@ -592,7 +592,7 @@ def _failures(settings: SiteSettings, scenario: Scenario) -> Iterator[Period] | 
         settings.site,
         model.mean_up_s,
         model.mean_down_s,
-        settings.time_compression,
+        compression,
     )
     return periods(model, np.random.default_rng(settings.seed))
 

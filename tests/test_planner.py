@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from edgeoff.chain import stays_up_given_window
 from edgeoff.cost import CostModel
 from edgeoff.engines import get_engine
 from edgeoff.errors import EvaluationError, NoFeasibleSolutionError
 from edgeoff.scenario import Scenario, default_scenario
+from edgeoff.traces import load_node_table
 from edgeoff.wire.messages import DOWN_MODEL, Prediction, SiteStatus
 from mobile_agent.meter import (
     Attempt,
@@ -21,7 +23,15 @@ from mobile_agent.meter import (
     response_times_s,
     summarise_run,
 )
-from mobile_agent.planner import AgentView, Planner, TaskSpec, expected_phases, sample_app_run
+from mobile_agent.planner import (
+    AgentView,
+    Planner,
+    PlannerSettings,
+    TaskSpec,
+    chain_means,
+    expected_phases,
+    sample_app_run,
+)
 
 SITES = ("ed", "ec", "er", "cd")
 MD, ED, EC, ER, CD = range(5)
@@ -73,10 +83,11 @@ def test_predictions_detector_down_and_stale_versions(scenario: Scenario) -> Non
     assert predict(view, "ec", 0.9, 4) == "unchanged"
     assert predict(view, "ec", 0.1, 2) == "ignored"  # older than the one held
     assert predict(view, "ec", 0.0, 5, DOWN_MODEL) == "down"
-    assert view.availability()[EC] == 0.0
+    assert view.known_down()[EC]
     assert predict(view, "ec", 0.8, 6) == "up"
-    assert view.availability()[EC] == 0.8
-    assert view.availability()[ER] == 1.0  # no prediction yet: the prior
+    assert not view.known_down()[EC]
+    assert view.forecasts()[EC] == 0.8
+    assert view.forecasts()[ER] == 1.0  # no prediction yet: the prior
 
 
 # ------------------------------------------------------------------------------------- Algorithm 2
@@ -163,8 +174,15 @@ def test_offline_only_engines_are_refused(scenario: Scenario) -> None:
 # ------------------------------------------------------------------------------------------- policy
 
 
+def ds1_settings(scenario: Scenario) -> PlannerSettings:
+    table = load_node_table()
+    up, down = chain_means(scenario, "DS1", {n: (t.mttf_h, t.mttr_h) for n, t in table.items()})
+    return PlannerSettings(mean_up_h=up, mean_down_h=down)
+
+
 def test_a_prediction_change_changes_the_policy(scenario: Scenario) -> None:
-    planner = Planner(scenario, get_engine("mdp-svr"))
+    settings = ds1_settings(scenario)
+    planner = Planner(scenario, get_engine("mdp-svr"), settings)
     view = online_view(scenario)
     before = planner.policy(view)
     best = int(before.policy[MD])
@@ -172,7 +190,11 @@ def test_a_prediction_change_changes_the_policy(scenario: Scenario) -> None:
     predict(view, scenario.site_ids[best], 0.05, 1)
     after = planner.policy(view)
     assert int(after.policy[MD]) != best
-    assert after.availability[best] == 0.05
+    # the window forecast mapped to the reference task's time at risk through the site's chain
+    ph = expected_phases(planner.model, planner.reference, MD, best)
+    at_risk_h = (ph[0] + ph[1]) * settings.time_compression / 3600.0
+    expected = stays_up_given_window(0.05, settings.mean_down_h[best], at_risk_h)  # type: ignore[index]
+    assert after.availability[best] == pytest.approx(float(expected))
     body = after.to_json(scenario.site_ids)
     assert body["availability"]["md"] == 1.0  # type: ignore[index]
     assert set(body["policy"]) == set(scenario.site_ids)  # type: ignore[arg-type]

@@ -138,18 +138,18 @@ def markov_path(
     age = _sojourn(up0, up_m, down_m, rng.random(shape))
     first = _sojourn(up0, up_m, down_m, rng.random(shape))
     since0 = np.where(np.isfinite(age), -age, -np.inf)
-    state = {"last": first, "k": 1}  # the next period's index and the time it starts
+    last, count = [first], [1]  # the time the next period starts, and its index
 
     def extend() -> np.ndarray:
-        k0 = state["k"]
+        k0 = count[0]
         ks = k0 + np.arange(BLOCK)
         period_up = up0[:, :, None] ^ (ks % 2 == 1)[None, None, :]
         u = rng.random((*shape, BLOCK))
         sojourns = _sojourn(period_up, up_m[None, :, None], down_m[None, :, None], u)
         with np.errstate(over="ignore", invalid="ignore"):
-            block = state["last"][:, :, None] + np.cumsum(sojourns, axis=2)
-        state["last"] = block[:, :, -1]
-        state["k"] = k0 + BLOCK
+            block = last[0][:, :, None] + np.cumsum(sojourns, axis=2)
+        last[0] = block[:, :, -1]
+        count[0] = k0 + BLOCK
         out: np.ndarray = block
         return out
 
@@ -157,7 +157,9 @@ def markov_path(
     return ChangePath(up0, since0, changes, extend)
 
 
-def fixed_path(up0: np.ndarray, since0: np.ndarray, changes: Sequence[Sequence[Sequence[float]]]) -> ChangePath:
+def fixed_path(
+    up0: np.ndarray, since0: np.ndarray, changes: Sequence[Sequence[Sequence[float]]]
+) -> ChangePath:
     """A path from given change times per (row, site), e.g. a live run's injected schedule."""
     r, s = up0.shape
     width = max((len(c) for row in changes for c in row), default=0) + 2

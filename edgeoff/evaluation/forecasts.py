@@ -77,7 +77,9 @@ class WindowForecasts:
                 seed = np.broadcast_to(history[history.size - lags :], (rows.stop - rows.start, lags))
                 series = np.concatenate([seed, observed[rows, site]], axis=1)
                 for w in range(done, windows):
-                    new[rows, site, w - done] = np.clip(forecaster.predict_many(series[:, w : w + lags]), 0, 1)
+                    new[rows, site, w - done] = np.clip(
+                        forecaster.predict_many(series[:, w : w + lags]), 0, 1
+                    )
         self.table = np.concatenate([self.table, new], axis=2)
 
     def at(self, now: np.ndarray) -> np.ndarray:

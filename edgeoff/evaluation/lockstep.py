@@ -126,8 +126,9 @@ def run_lockstep(
     clock = np.zeros(R) if inputs.start_h is None else inputs.start_h.astype(float).copy()
     site_of = np.full((R, T), m, dtype=np.int64)
     task_time, task_fail = np.zeros((R, T)), np.zeros((R, T), dtype=np.int64)
-    active_s, active_j = np.zeros((R, T)), np.zeros((R, T))
+    active_s = np.zeros((R, T))
     attempts, failures, infeasible = (np.zeros(R, dtype=np.int64) for _ in range(3))
+    energy = np.zeros(R)  # active energy, added step by step (the same sums whatever the padding)
     placements = np.zeros((R, S), dtype=np.int64)
     believed_sum, up_sum, decisions = np.zeros((R, S)), np.zeros((R, S)), np.zeros(R)
     idle_w = model.idle_power_w
@@ -278,7 +279,7 @@ def run_lockstep(
         site_of[:, t] = chosen
         task_time[:, t] = np.where(active, spent_s, 0.0)
         active_s[:, t] = np.where(active, act_s, 0.0)
-        active_j[:, t] = np.where(active, act_j, 0.0)
+        energy += np.where(active, act_j, 0.0)
         clock = clock + task_time[:, t] * k_h
         placed = active & offloadable
         np.add.at(placements, (r_idx[placed], chosen[placed]), 1)
@@ -293,7 +294,7 @@ def run_lockstep(
     n = np.maximum(decisions, 1)[:, None]
     return Totals(
         rt_s=level_max.reshape(R, slots).sum(axis=1),
-        energy_j=active_j.sum(axis=1) + idle_w * idle,
+        energy_j=energy + idle_w * idle,
         offload_attempts=attempts,
         failures=failures,
         infeasible=infeasible,

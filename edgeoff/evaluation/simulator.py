@@ -128,7 +128,9 @@ def simulate_groups(
             for i, b in group.sites.items():
                 forecaster = b.forecasters.get(engine.availability)
                 if forecaster is None or b.history is None:
-                    raise ValueError(f"site {i}: a {engine.availability!r} forecaster and a history are needed")
+                    raise ValueError(
+                        f"site {i}: a {engine.availability!r} forecaster and a history are needed"
+                    )
                 by_site[i] = (forecaster, b.history)
             forecast_groups.append((slice(g * reps, (g + 1) * reps), by_site))
     path = stack_paths(paths)

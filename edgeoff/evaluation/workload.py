@@ -16,6 +16,7 @@ from edgeoff.scenario import Scenario
 
 __all__ = ["RecordedTask", "Workload", "draw_workload", "recorded_workload", "stack_workloads"]
 
+
 @dataclass(frozen=True)
 class Workload:
     """Task streams of all repetitions, padded to T steps: arrays of shape (R, T)."""
