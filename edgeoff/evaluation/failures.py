@@ -58,6 +58,7 @@ class ChangePath:
         self.idx = np.zeros(up0.shape, dtype=np.int64)  # changes at or before the last query
         self._rows = np.arange(up0.shape[0])[:, None]
         self._cols = np.arange(up0.shape[1])[None, :]
+        self._state: SiteState | None = None  # the state at the last query
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -81,21 +82,23 @@ class ChangePath:
     def state_at(self, t: np.ndarray) -> SiteState:
         """The state at times `t` (R,) (one per row, never earlier than the row's previous query)."""
         tt = np.asarray(t, dtype=float)[:, None]
+        if self._state is not None and not (self._state.until <= tt).any():
+            return self._state  # no row crossed a change since the last query
         while True:
             self._ensure(int(self.idx.max()) + 3)
-            nxt = self.changes[self._rows, self._cols, self.idx]
-            moved = nxt <= tt
+            moved = self.changes[self._rows, self._cols, self.idx] <= tt
             if not moved.any():
                 break
             self.idx += moved
         idx = self.idx
         prev = np.where(idx > 0, self.changes[self._rows, self._cols, np.maximum(idx - 1, 0)], self.since0)
-        return SiteState(
+        self._state = SiteState(
             up=self.up0 ^ (idx % 2 == 1),
             since=prev,
             until=self.changes[self._rows, self._cols, idx],
             after=self.changes[self._rows, self._cols, idx + 1],
         )
+        return self._state
 
     def uptime(self, boundaries: np.ndarray) -> np.ndarray:
         """Trace hours each site was up in [0, b) for each boundary b (n,): shape (R, S, n).
