@@ -155,6 +155,33 @@ class CostModel:
         out: np.ndarray = (sites[:, None] != self.mobile) & (sites[None, :] != self.mobile)
         return out
 
+    def phase_power_w(self, kind: str, src: int, dst: int) -> float:
+        """The phone's power (W) in a measured phase of a task (kinds: upload, execute, download, detect,
+        checkpoint, restore) sent from `src` to `dst` (rules 4 and 5)."""
+        match kind:
+            case "upload":
+                return float(self.upload_power_w[src, dst])
+            case "execute" | "checkpoint" | "restore":
+                return float(self.execute_power_w[dst])
+            case "download":
+                return float(self.download_power_w)
+            case "detect":
+                return float(self.failure_power_w[src])
+        raise ValueError(f"unknown phase {kind!r}")
+
+    def phase_active(self, kind: str, src: int, dst: int) -> bool:
+        """Whether the phone works (sends, receives, computes) in that phase rather than idles."""
+        match kind:
+            case "upload":
+                return not bool(self.upload_idle[src, dst])
+            case "execute":
+                return dst == self.mobile
+            case "download":
+                return True
+            case "detect":
+                return src == self.mobile
+        return False  # checkpoint and restore: a remote site works
+
     def latency_deviation(
         self, src: np.ndarray, dst: np.ndarray, upload_extra_s: np.ndarray, download_extra_s: np.ndarray
     ) -> TaskCosts:

@@ -23,12 +23,15 @@ One implementation for the live agent (mobile_agent/planner.py) and the offline 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 from numpy.typing import ArrayLike
 
 from edgeoff import chain
+from edgeoff.scenario import Scenario
 
-__all__ = ["detector_known_down", "engine_input", "usable_availability"]
+__all__ = ["chain_means", "detector_known_down", "engine_input", "usable_availability"]
 
 
 def detector_known_down(
@@ -83,3 +86,18 @@ def usable_availability(availability: np.ndarray, known_down: np.ndarray) -> np.
     (N, A) bool (the phone is never down)."""
     out: np.ndarray = np.where(known_down, 0.0, availability)
     return out
+
+
+def chain_means(
+    scenario: Scenario, dataset: str, mttf_mttr_h: Mapping[str, tuple[float, float]]
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The sites' chains (S,) for PlannerSettings: MTTF and MTTR (trace hours) of each site's node in
+    `dataset` (`mttf_mttr_h` by node name); inf and 0 for sites that never fail (the phone)."""
+    nodes = scenario.dataset(dataset)
+    up, down = [], []
+    for sid in scenario.site_ids:
+        node = nodes.get(sid)
+        mttf, mttr = mttf_mttr_h.get(node, (float("inf"), 0.0)) if node is not None else (float("inf"), 0.0)
+        up.append(float(mttf))
+        down.append(float(mttr))
+    return tuple(up), tuple(down)

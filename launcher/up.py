@@ -585,6 +585,7 @@ def _run(
     detections = [Detection(d["site"], d["ts"], d["how"]) for d in record.pop("detections")]
     record.update(detection_summary(injections, detections))
     fallback_log = record.pop("fallback_log")
+    record.pop("twin", None)  # the replay record stays in agent.json (`edgeoff twin`)
     config = {
         "mode": "live (edgeoff up)",
         "scenario": str(args.scenario) if args.scenario else "paper (default)",

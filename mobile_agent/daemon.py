@@ -74,6 +74,7 @@ from mobile_agent.planner import (
     chain_means,
     sample_app_run,
 )
+from mobile_agent.record import RunRecorder
 
 __all__ = ["EXIT_CONFIG", "AgentService", "AgentSettings", "MobileAgent", "main"]
 
@@ -183,6 +184,7 @@ class MobileAgent:
         self._policy_body: dict[str, Any] | None = None
         self._last_fallback: dict[str, Any] | None = None
         self.record = _Run()
+        self.recorder = RunRecorder()  # what `edgeoff twin` needs to replay the run (mobile_agent.record)
 
     # ------------------------------------------------------------------ the run
 
@@ -230,6 +232,7 @@ class MobileAgent:
     def _run_app(self, run: int) -> None:
         self.record.apps_started += 1
         specs = sample_app_run(self.scenario, self.rng)
+        self.recorder.app_run(run, self.wall_clock(), specs)
         site_of: list[int] = []
         for spec in specs:
             if self.stop.is_set():  # SIGTERM: stop after the current task
@@ -493,6 +496,13 @@ class MobileAgent:
         self._count_ignored(change, site)
         if change in ("changed", "down", "up"):
             self._policy_dirty = True
+            i = self.site_ids.index(site)
+            self.recorder.site_view(
+                self.wall_clock(),
+                site,
+                known_down=bool(self.view.known_down()[i]),
+                forecast=float(self.view.forecasts()[i]),
+            )
         if change == "down":
             self.record.detections.append(Detection(site=site, ts=self.wall_clock(), how=how))
             log.warning("agent: site %s is down (%s)", site, how)
@@ -577,6 +587,7 @@ class MobileAgent:
             policy_versions=self._policy_version,
             time_scale=self.settings.time_scale,
             counters=self.counters.snapshot(),
+            twin=self.recorder.to_json(r.tasks, self.site_ids),
         )
         return record
 

@@ -104,30 +104,12 @@ class Detection:
 
 def phase_energy_j(model: CostModel, phase: Phase) -> float:
     """The phone's energy (J) during one phase."""
-    match phase.kind:
-        case "upload":
-            power = float(model.upload_power_w[phase.src, phase.dst])
-        case "execute" | "checkpoint" | "restore":
-            power = float(model.execute_power_w[phase.dst])
-        case "download":
-            power = float(model.download_power_w)
-        case "detect":
-            power = float(model.failure_power_w[phase.src])
-    return phase.seconds * power
+    return phase.seconds * model.phase_power_w(phase.kind, phase.src, phase.dst)
 
 
 def phase_is_active(model: CostModel, phase: Phase) -> bool:
     """Whether the phone works in this phase (sends, receives, computes) rather than idles."""
-    match phase.kind:
-        case "upload":
-            return not bool(model.upload_idle[phase.src, phase.dst])
-        case "execute":
-            return phase.dst == model.mobile
-        case "download":
-            return True
-        case "detect":
-            return phase.src == model.mobile
-    return False  # checkpoint and restore: a remote site works
+    return model.phase_active(phase.kind, phase.src, phase.dst)
 
 
 def run_energy_j(model: CostModel, tasks: Sequence[TaskMeasurement]) -> float:

@@ -24,7 +24,6 @@ site never fails in the engines' eyes (the forecast is used as it is).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -36,6 +35,7 @@ from edgeoff.cost import CostModel, TaskCosts
 from edgeoff.decision import ResultDeadline, is_feasible_value, next_action, solve
 from edgeoff.engines import Engine
 from edgeoff.errors import EvaluationError, NoFeasibleSolutionError
+from edgeoff.knowledge import chain_means
 from edgeoff.scenario import Decision, Scenario
 from edgeoff.wire.messages import DOWN_MODEL, Prediction, SiteProfile, SiteStatus
 
@@ -121,21 +121,6 @@ def sample_app_run(scenario: Scenario, rng: np.random.Generator) -> tuple[TaskSp
             )
         )
     return tuple(out)
-
-
-def chain_means(
-    scenario: Scenario, dataset: str, mttf_mttr_h: Mapping[str, tuple[float, float]]
-) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """The sites' chains (S,) for PlannerSettings: MTTF and MTTR (trace hours) of each site's node in
-    `dataset` (`mttf_mttr_h` by node name); inf and 0 for sites that never fail (the phone)."""
-    nodes = scenario.dataset(dataset)
-    up, down = [], []
-    for sid in scenario.site_ids:
-        node = nodes.get(sid)
-        mttf, mttr = mttf_mttr_h.get(node, (float("inf"), 0.0)) if node is not None else (float("inf"), 0.0)
-        up.append(float(mttf))
-        down.append(float(mttr))
-    return tuple(up), tuple(down)
 
 
 def reference_task(scenario: Scenario) -> TaskSpec:
