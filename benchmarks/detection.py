@@ -47,7 +47,7 @@ from edgeoff.wire.codec import decode_json
 from edgeoff.wire.messages import DOWN_MODEL, Prediction
 from edgeoff.wire.mqtt import Connected, Message, MqttClient, MqttEvent
 from edgeoff.wire.settings import BrokerSettings
-from launcher.up import Children
+from launcher.up.children import Children
 from prediction_worker.detector import FixedTimeoutDetector, PhiAccrualDetector
 
 HEARTBEAT_S = 0.15  # the paper's interval (the site daemon reads it from the scenario)

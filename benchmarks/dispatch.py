@@ -48,7 +48,7 @@ from edgeoff.wire.codec import decode_msgpack, encode_msgpack
 from edgeoff.wire.messages import TaskRequest, TaskResult
 from edgeoff.wire.mqtt import Message, MqttClient, MqttEvent
 from edgeoff.wire.settings import BrokerSettings
-from launcher.up import Children
+from launcher.up.children import Children
 
 AGENT = "bench-agent"
 SITE = "ed"

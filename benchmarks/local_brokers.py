@@ -14,7 +14,7 @@ from typing import Any
 
 import redis
 
-from launcher.up import Children
+from launcher.up.children import Children
 
 TIMEOUT_S = 20.0  # seconds for a server to start answering
 

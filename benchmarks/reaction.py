@@ -27,7 +27,7 @@ from edgeoff.wire.codec import encode_json
 from edgeoff.wire.messages import Prediction, SiteStatus
 from edgeoff.wire.mqtt import Message, MqttClient, MqttEvent, wait_published
 from edgeoff.wire.settings import BrokerSettings
-from launcher.up import Children
+from launcher.up.children import Children
 
 AGENT = "bench-agent"
 SITE = "ed"

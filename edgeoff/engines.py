@@ -11,7 +11,7 @@ adds its own availability input, at the time scale of the task it decides (edgeo
   detector (a Kubernetes scheduler sees NotReady nodes); reactive recovery by check-pointing (resume on the
   next-best site from the last checkpoint) and local re-computation.
 - `mdp-selected`: the MDP fed by the forecaster selected per site on its training backtest (never one that
-  lost to a naive forecaster; see edgeoff.forecasters.select_forecaster).
+  lost to a naive forecaster; see edgeoff.forecasting.select_forecaster).
 - `mdp-reactive` (no prediction): the MDP on the detector alone: every site not known down is assumed up.
 - `mdp-oracle` (upper bound): the MDP knowing each site's true state at decision time (not the future).
 """

@@ -59,7 +59,8 @@ def engine_input(
     """The availability (N, A) an engine uses for a task, before the detector view (see the module table).
 
     `duration` (N, A): the task's expected time at risk on each action (upload and execution), in the unit
-    of `mean_up` and `mean_down` ((A,) per site: MTTF and MTTR; the phone: inf and 0). `forecast` (N, A):
+    of `mean_up` and `mean_down` ((A,) per site: MTTF and MTTR; the phone: inf and 0; NaN where the chain
+    is unknown, e.g. a live agent started without a dataset's node table). `forecast` (N, A):
     window availability forecasts (sources svr, selected); `up_now` (N, A) bool: the true state (oracle).
     """
     shape = np.shape(duration)
@@ -69,11 +70,17 @@ def engine_input(
         case "svr" | "selected":
             if forecast is None:
                 raise ValueError(f"source {source!r} needs a forecast")
-            return chain.stays_up_given_window(forecast, mean_down, duration)
-        case "mtbf-reliability":
-            return chain.stays_up(duration, np.asarray(mean_up) + np.asarray(mean_down))
+            mapped = chain.stays_up_given_window(forecast, np.nan_to_num(mean_down), duration)
+            # an unknown chain (mean_down NaN): the window forecast is the probability itself
+            out: np.ndarray = np.where(np.isnan(mean_down), np.asarray(forecast, dtype=float), mapped)
+            return out
+        case "mtbf-reliability":  # an unknown chain (NaN): assumed up
+            return np.nan_to_num(
+                chain.stays_up(duration, np.asarray(mean_up) + np.asarray(mean_down)), nan=1.0
+            )
         case "mtbf-steady-state":
-            return np.broadcast_to(chain.steady_state(mean_up, mean_down), shape).astype(float)
+            steady = np.nan_to_num(chain.steady_state(mean_up, mean_down), nan=1.0)
+            return np.broadcast_to(steady, shape).astype(float)
         case "oracle":
             if up_now is None:
                 raise ValueError("source 'oracle' needs the true state")

@@ -8,8 +8,6 @@ a test keeps docs/configuration.md equal to its output.
 
 from __future__ import annotations
 
-import inspect
-import re
 from collections.abc import Iterator
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -17,33 +15,9 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 
+from edgeoff.ops.settings import field_comments
+
 __all__ = ["render"]
-
-_DECLARATION = re.compile(r"^\s+(\w+)\s*:[^#]*?(?:#\s*(.+))?$")
-_COMMENT = re.compile(r"^\s+#\s?(.*)$")
-
-
-def _comments(model: type[BaseModel]) -> dict[str, str]:
-    """Field name -> the comment on its declaration line, or the comment block just above it."""
-    found: dict[str, str] = {}
-    for cls in reversed(model.__mro__):
-        if not (isinstance(cls, type) and issubclass(cls, BaseModel)) or cls is BaseModel:
-            continue
-        try:
-            source = inspect.getsource(cls)
-        except (OSError, TypeError):
-            continue
-        block: list[str] = []
-        for line in source.splitlines():
-            if comment := _COMMENT.match(line):
-                block.append(comment.group(1).strip())
-                continue
-            if (match := _DECLARATION.match(line)) and match.group(1) in cls.__annotations__:
-                text = match.group(2) or " ".join(block)
-                if text:
-                    found[match.group(1)] = text.strip()
-            block = []
-    return found
 
 
 def _type(annotation: Any) -> str:
@@ -72,7 +46,7 @@ def _default(info: FieldInfo) -> str:
 
 
 def _rows(model: type[BaseModel], env: str) -> Iterator[tuple[str, str, str, str]]:
-    comments = _comments(model)
+    comments = field_comments(model)
     for name, info in model.model_fields.items():
         candidates = (info.annotation, *get_args(info.annotation))
         nested = next((a for a in candidates if isinstance(a, type) and issubclass(a, BaseModel)), None)

@@ -15,123 +15,68 @@ health file and the systemd watchdog stay fresh during long waits for a result. 
 it counts `policy_recomputations` and `fallbacks.<reason>` (offline, detector_down, deadline, site_error,
 not_connected) and observes `edgeoff_task_round_trip_seconds{site,ok}` (request sent to result received).
 
-A remote attempt: emulated upload (the cost model's transfer time x `time_scale`), a TaskRequest at QoS 1
-to the site's tasks topic (a new task id per task, attempt 0, 1, ... per retry), then a wait for its
-TaskResult (idempotent by (task id, attempt): duplicates are counted and ignored) until the deadline, the
+A remote attempt (mobile_agent.remote): emulated upload (the cost model's transfer time x `time_scale`),
+a TaskRequest at QoS 1 to the site's tasks topic, then a wait for its TaskResult until the deadline, the
 site going offline, or the detector's `detector:down` prediction; then the engine's next action at once
-(Algorithm 2), recorded with its reason; on success the emulated download. Local tasks are emulated on the
-phone (MI / MIPS x `time_scale`).
+(Algorithm 2, mobile_agent.tasks), recorded with its reason; on success the emulated download. Local tasks
+are emulated on the phone (MI / MIPS x `time_scale`). Events: mobile_agent.events; the retained policy:
+mobile_agent.policy; the results record: mobile_agent.record.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-import json
 import logging
 import queue
 import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
-from pydantic import Field
-from pydantic_settings import SettingsConfigDict
 
 from edgeoff.engines import get_engine
-from edgeoff.errors import NoFeasibleSolutionError
-from edgeoff.files import atomic_write
-from edgeoff.ids import Id
+from edgeoff.knowledge import chain_means
 from edgeoff.ops import (
     EXIT_CONFIG,
-    MAX_IDLE_WAIT_S,
     Operations,
-    OpsSettings,
-    add_ops_arguments,
     run_daemon,
     settings_from_args,
+    settings_parser,
 )
 from edgeoff.scenario import Scenario, load_scenario
 from edgeoff.traces import load_node_table
 from edgeoff.wire import topics
-from edgeoff.wire.codec import decode_json, decode_msgpack, encode_msgpack
-from edgeoff.wire.errors import DecodeError, TopicError
-from edgeoff.wire.messages import Prediction, SiteProfile, SiteStatus, TaskRequest, TaskResult
-from edgeoff.wire.mqtt import Connected, Disconnected, Message, MqttClient, MqttEvent
-from edgeoff.wire.settings import DaemonSettings
-from mobile_agent.meter import Attempt, Detection, Phase, TaskMeasurement, summarise_run
+from edgeoff.wire.messages import TaskResult
+from edgeoff.wire.mqtt import MqttClient, MqttEvent
+from mobile_agent.events import EventPump
+from mobile_agent.meter import summarise_run
 from mobile_agent.planner import (
     AgentView,
-    Change,
     Planner,
     PlannerSettings,
-    TaskPlan,
-    TaskSpec,
-    chain_means,
     sample_app_run,
 )
-from mobile_agent.record import RunRecorder
+from mobile_agent.policy import PolicyPublishing
+from mobile_agent.record import RunRecord, write_results
+from mobile_agent.remote import RemoteAttempts
+from mobile_agent.settings import AgentSettings
+from mobile_agent.tasks import TaskExecution
+from mobile_agent.twin_record import RunRecorder
 
-__all__ = ["EXIT_CONFIG", "AgentService", "AgentSettings", "MobileAgent", "main"]
+__all__ = ["EXIT_CONFIG", "AgentService", "AgentSettings", "MobileAgent", "main", "write_results"]
 
 log = logging.getLogger("edgeoff.agent")
 
-MAX_RECORDED_FALLBACKS = 1000  # the results file keeps the first fallbacks in full, counts all
 # wall seconds from a task request to its result: milliseconds (a cloud site) to minutes (a slow ED)
 ROUND_TRIP_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
-class AgentSettings(DaemonSettings, OpsSettings):
-    """Settings of one mobile agent: environment `EDGEOFF_AGENT_*` (nested: `EDGEOFF_AGENT_BROKER__HOST`)."""
-
-    model_config = SettingsConfigDict(env_prefix="EDGEOFF_AGENT_")
-
-    agent: Id = "agent-1"
-    engine: str = "mdp-svr"
-    scenario: Path | None = None  # None: the paper's scenario
-    dataset: str = "DS1"  # recorded in the results (the sites' failure behaviour is theirs)
-    apps: Annotated[int, Field(ge=1)] | None = None  # application runs; None: until `duration_s` or a signal
-    duration_s: Annotated[float, Field(gt=0)] | None = None  # start no new application run after this
-    seed: int | None = None  # workload RNG; None: fresh entropy
-    time_scale: Annotated[float, Field(gt=0)] = 1.0  # wall seconds per model second of emulated work
-    # trace seconds per wall second of the sites' failures; None: the scenario's [simulation] setting
-    time_compression: Annotated[float, Field(gt=0)] | None = None
-    deadline_factor: Annotated[float, Field(gt=0)] = 3.0  # result deadline: factor x expected time + margin
-    deadline_margin_s: Annotated[float, Field(ge=0)] = 0.5
-    prior_availability: Annotated[float, Field(ge=0, le=1)] = 1.0  # a site without a prediction yet
-    wait_sites_s: Annotated[float, Field(ge=0)] = 10.0  # wait this long for every site to be online first
-    out: Path | None = None  # results JSON, written when done
-    publish_timeout_s: Annotated[float, Field(gt=0)] = 2.0
-
-
-@dataclass(frozen=True)
-class Failure:
-    """Why a remote attempt failed: `kind` labels the fallback metric, `detail` is logged and recorded."""
-
-    kind: str  # offline, detector_down, deadline, site_error, not_connected
-    detail: str
-
-
-@dataclass
-class _Run:
-    """What the agent measured so far."""
-
-    tasks: list[TaskMeasurement] = field(default_factory=list)
-    detections: list[Detection] = field(default_factory=list)
-    fallbacks: list[dict[str, Any]] = field(default_factory=list)
-    fallback_count: int = 0
-    usable_sum: np.ndarray | None = None
-    availability_sum: np.ndarray | None = None
-    decisions: int = 0
-    apps_started: int = 0
-    apps_done: int = 0
-
-
-class MobileAgent:
+class MobileAgent(TaskExecution, RemoteAttempts, EventPump, PolicyPublishing):
     """Runs application runs until done or `stop` is set; `run()` returns the results record."""
 
     def __init__(
@@ -183,8 +128,10 @@ class MobileAgent:
         self._policy_dirty = True
         self._policy_body: dict[str, Any] | None = None
         self._last_fallback: dict[str, Any] | None = None
-        self.record = _Run()
-        self.recorder = RunRecorder()  # what `edgeoff twin` needs to replay the run (mobile_agent.record)
+        self.record = RunRecord()
+        self.recorder = (
+            RunRecorder()
+        )  # what `edgeoff twin` needs to replay the run (mobile_agent.twin_record)
 
     # ------------------------------------------------------------------ the run
 
@@ -247,319 +194,6 @@ class MobileAgent:
         self.record.apps_done += 1
         self._publish_policy(progress_only=True)
 
-    # ------------------------------------------------------------------ one task (Algorithm 2)
-
-    def _task_id(self) -> str:
-        self._task_seq += 1
-        return f"t{self._nonce}-{self._task_seq}"
-
-    def _run_task(self, run: int, spec: TaskSpec, site_of: list[int]) -> TaskMeasurement:
-        state = self.mobile if spec.source < 0 else site_of[spec.source]
-        task_id = self._task_id()
-        phases: list[Phase] = []
-        attempts: list[Attempt] = []
-        self._sample_decision(spec, state)
-        try:
-            plan = self.planner.plan(spec, state, self.view)
-        except NoFeasibleSolutionError as exc:
-            log.error("agent: task %s (%s.%s): %s", task_id, spec.app, spec.name, exc)
-            return TaskMeasurement(run, spec.level, spec.offloadable, False, None, (), (), infeasible=True)
-        attempt = 0
-        while True:
-            action = plan.action
-            if action == self.mobile:
-                self._run_locally(spec, state, phases)
-                attempts.append(Attempt(site=action, ok=True, remote=False))
-                return TaskMeasurement(
-                    run, spec.level, spec.offloadable, True, action, tuple(phases), tuple(attempts)
-                )
-            failure = self._run_remotely(task_id, attempt, spec, state, action, phases)
-            attempts.append(
-                Attempt(
-                    site=action,
-                    ok=failure is None,
-                    remote=True,
-                    reason=None if failure is None else failure.detail,
-                )
-            )
-            if failure is None:
-                return TaskMeasurement(
-                    run, spec.level, spec.offloadable, True, action, tuple(phases), tuple(attempts)
-                )
-            attempt += 1
-            if not self._fall_back(plan, task_id, failure, spec, state, phases):
-                return TaskMeasurement(
-                    run,
-                    spec.level,
-                    spec.offloadable,
-                    False,
-                    None,
-                    tuple(phases),
-                    tuple(attempts),
-                    infeasible=True,
-                )
-
-    def _fall_back(
-        self,
-        plan: TaskPlan,
-        task_id: str,
-        failure: Failure,
-        spec: TaskSpec,
-        state: int,
-        phases: list[Phase],
-    ) -> bool:
-        """Algorithm 2: exclude the failed action, take the next best; False when nothing is left."""
-        failed = plan.action
-        reason = failure.detail
-        try:
-            nxt: int | None = plan.fail(reason, unusable=~self.view.usable())
-        except NoFeasibleSolutionError:
-            nxt = None
-        self.record.fallback_count += 1
-        self.counters.incr(f"fallbacks.{failure.kind}")
-        entry = {
-            "task_id": task_id,
-            "from": self.site_ids[failed],
-            "to": None if nxt is None else self.site_ids[nxt],
-            "reason": reason,
-            "ts": self.wall_clock(),
-        }
-        if len(self.record.fallbacks) < MAX_RECORDED_FALLBACKS:
-            self.record.fallbacks.append(entry)
-        self._last_fallback = entry
-        log.warning(
-            "agent: task %s (%s.%s) failed on %s (%s): next %s",
-            task_id,
-            spec.app,
-            spec.name,
-            entry["from"],
-            reason,
-            entry["to"],
-        )
-        self._policy_dirty = True
-        self._publish_policy()
-        restore = self.planner.restore_s()
-        if nxt is not None and restore > 0:
-            phases.append(Phase("restore", self._wait_model(restore), state, nxt))
-        return nxt is not None
-
-    def _run_locally(self, spec: TaskSpec, state: int, phases: list[Phase]) -> None:
-        upload, execute, _ = self.planner.expected_phases(spec, state, self.mobile)
-        if upload > 0:  # the input sits on a remote site: it comes back to the phone first
-            phases.append(Phase("upload", self._wait_model(upload), state, self.mobile))
-        phases.append(Phase("execute", self._wait_model(execute), state, self.mobile))
-
-    def _run_remotely(
-        self, task_id: str, attempt: int, spec: TaskSpec, state: int, site: int, phases: list[Phase]
-    ) -> Failure | None:
-        """One remote attempt; None on success, else why it failed."""
-        site_id = self.site_ids[site]
-        upload, _, download = self.planner.expected_phases(spec, state, site)
-        if upload > 0:
-            phases.append(Phase("upload", self._wait_model(upload), state, site))
-        if not self.view.usable()[site]:
-            phases.append(Phase("detect", 0.0, state, site))
-            return self._unusable_reason(site_id)
-        deadline_s = self.planner.result_deadline_s(spec, state, site, self.settings.time_scale)
-        request = TaskRequest(
-            task_id=task_id,
-            attempt=attempt,
-            agent=self.settings.agent,
-            app=spec.app,
-            task=spec.name,
-            mi=spec.mi,
-            input_kb=spec.input_kb,
-            output_kb=spec.output_kb,
-            memory_gb=spec.memory_gb,
-            deadline_s=deadline_s,
-        )
-        key = (task_id, attempt)
-        self._sent[key] = site
-        sent_at = self.clock()
-        info = self.mqtt.publish(
-            topics.site_topic(site_id, "tasks"), encode_msgpack(request), qos=topics.QOS_AT_LEAST_ONCE
-        )
-        if info is None:
-            self._sent.pop(key, None)
-            phases.append(Phase("detect", 0.0, state, site))
-            return Failure("not_connected", "not connected to the broker")
-        self.counters.incr("tasks_sent")
-        usable = self.view.usable
-
-        def settled() -> bool:
-            return key in self._results or not usable()[site]
-
-        self._pump(sent_at + deadline_s, settled)
-        elapsed = self.clock() - sent_at
-        waited = elapsed / self.settings.time_scale
-        self._sent.pop(key, None)
-        result = self._results.pop(key, None)
-        if result is not None:
-            self._round_trip.labels(site=site_id, ok="true" if result.ok else "false").observe(elapsed)
-        if result is not None and result.ok:
-            phases.append(Phase("execute", waited, state, site))
-            checkpoint = self.planner.checkpoint_s(spec, site)
-            if checkpoint > 0:
-                phases.append(Phase("checkpoint", self._wait_model(checkpoint), state, site))
-            phases.append(Phase("download", self._wait_model(download), site, self.mobile))
-            return None
-        phases.append(Phase("detect", waited, state, site))
-        if result is not None:
-            return Failure("site_error", f"site error: {result.error or 'failed'}")
-        if not self.view.usable()[site]:
-            return self._unusable_reason(site_id)
-        self.counters.incr("deadlines_missed")
-        return Failure("deadline", f"deadline {deadline_s:.3f} s passed")
-
-    def _unusable_reason(self, site_id: str) -> Failure:
-        if site_id in self.view.online_sites():
-            return Failure("detector_down", "site suspected by the detector (detector:down)")
-        return Failure("offline", "site offline")
-
-    def _wait_model(self, model_s: float) -> float:
-        """Emulate `model_s` seconds of work (scaled to wall time), handling events; the model seconds."""
-        start = self.clock()
-        self._pump(start + model_s * self.settings.time_scale, lambda: False)
-        return (self.clock() - start) / self.settings.time_scale
-
-    def _sample_decision(self, spec: TaskSpec, state: int) -> None:
-        usable = self.view.usable().astype(float)
-        availability = self.planner.availability(spec, state, self.view)
-        r = self.record
-        r.usable_sum = usable if r.usable_sum is None else r.usable_sum + usable
-        r.availability_sum = availability if r.availability_sum is None else r.availability_sum + availability
-        r.decisions += 1
-
-    # ------------------------------------------------------------------ events
-
-    def _pump(self, until: float, done: Callable[[], bool], *, interruptible: bool = False) -> None:
-        """Handle events until `done()`, the time `until` (clock), or (interruptible) a stop request."""
-        while not done():
-            self.ops.tick(connected=self.mqtt.connected.is_set())
-            if interruptible and self.stop.is_set():
-                return
-            remaining = until - self.clock()
-            if remaining <= 0:
-                return
-            try:
-                event = self.inbox.get(timeout=min(remaining, MAX_IDLE_WAIT_S))
-            except queue.Empty:
-                continue
-            self._handle(event)
-            if self._policy_dirty:
-                self._publish_policy()
-
-    def _handle(self, event: MqttEvent) -> None:
-        match event:
-            case Message():
-                try:
-                    self._on_message(event)
-                except (DecodeError, TopicError) as exc:
-                    self.counters.incr("in_dropped.invalid")
-                    log.warning("agent: dropped a message on %.80s: %s", event.topic, exc)
-            case Connected():
-                log.info("agent %s: connected", self.settings.agent)
-                self._policy_dirty = True
-            case Disconnected():
-                log.warning("agent %s: disconnected (reason %d)", self.settings.agent, event.reason_code)
-
-    def _on_message(self, message: Message) -> None:
-        parsed = topics.parse_topic(message.topic)
-        limit = self.settings.max_message_bytes
-        change: Change
-        match parsed.kind:
-            case "status":
-                change = self.view.apply_status(
-                    parsed.id, decode_json(SiteStatus, message.payload, max_bytes=limit)
-                )
-                self._on_change(parsed.id, change, "offline status")
-            case "profile":
-                change = self.view.apply_profile(
-                    parsed.id, decode_json(SiteProfile, message.payload, max_bytes=limit)
-                )
-                self._count_ignored(change, message.topic)
-            case "prediction":
-                prediction = decode_json(Prediction, message.payload, max_bytes=limit)
-                change = self.view.apply_prediction(parsed.id, prediction)
-                self._on_change(parsed.id, change, "detector:down prediction")
-            case "results" if parsed.id == self.settings.agent:
-                self._on_result(decode_msgpack(TaskResult, message.payload, max_bytes=limit))
-            case _:
-                raise TopicError(f"unexpected topic {message.topic[:80]!r}")
-
-    def _count_ignored(self, change: Change, topic: str) -> None:
-        if change == "ignored":
-            self.counters.incr("in_ignored")
-            log.info("agent: ignored a stale or unknown message on %.80s", topic)
-
-    def _on_change(self, site: str, change: Change, how: str) -> None:
-        self._count_ignored(change, site)
-        if change in ("changed", "down", "up"):
-            self._policy_dirty = True
-            i = self.site_ids.index(site)
-            self.recorder.site_view(
-                self.wall_clock(),
-                site,
-                known_down=bool(self.view.known_down()[i]),
-                forecast=float(self.view.forecasts()[i]),
-            )
-        if change == "down":
-            self.record.detections.append(Detection(site=site, ts=self.wall_clock(), how=how))
-            log.warning("agent: site %s is down (%s)", site, how)
-        elif change == "up":
-            log.info("agent: site %s is up", site)
-
-    def _on_result(self, result: TaskResult) -> None:
-        key = (result.task_id, result.attempt)
-        if key in self._results:
-            self.counters.incr("results_duplicate")
-            return
-        site = self._sent.get(key)
-        if site is None:
-            self.counters.incr("results_late")  # an attempt given up on, or a duplicate after completion
-            return
-        if result.site != self.site_ids[site]:
-            self.counters.incr("results_wrong_site")
-            log.warning("agent: result of %s attempt %d from unexpected site %s", *key, result.site)
-            return
-        self._results[key] = result
-
-    # ------------------------------------------------------------------ policy
-
-    def _publish_policy(self, *, progress_only: bool = False) -> None:
-        """Publish the retained policy; recompute it (new version) unless only the progress changed."""
-        if self._policy_body is None or not progress_only:
-            snapshot = self.planner.policy(self.view)
-            self._policy_version += 1
-            self.counters.incr("policy_recomputations")
-            self._policy_body = {
-                "agent": self.settings.agent,
-                "engine": self.planner.engine.name,
-                **snapshot.to_json(self.site_ids),
-                "prediction_versions": self.view.prediction_versions(),
-                "version": self._policy_version,
-            }
-        r = self.record
-        body: dict[str, Any] = {
-            **self._policy_body,
-            "last_fallback": self._last_fallback,
-            "progress": {
-                "apps_started": r.apps_started,
-                "apps_done": r.apps_done,
-                "failures": sum(1 for t in r.tasks for a in t.attempts if a.remote and not a.ok),
-                "fallbacks": r.fallback_count,
-            },
-            "ts": self.wall_clock(),
-        }
-        payload = json.dumps(body, separators=(",", ":")).encode("utf-8")
-        if (
-            self.mqtt.publish(self._policy_topic, payload, qos=topics.QOS_AT_LEAST_ONCE, retain=True)
-            is not None
-        ):
-            self._policy_dirty = False
-        if self.on_policy is not None:
-            self.on_policy(body)
-
     # ------------------------------------------------------------------ results and shutdown
 
     def results(self) -> dict[str, Any]:
@@ -601,27 +235,11 @@ class MobileAgent:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    return settings_parser(
+        AgentSettings,
         prog="edgeoff-agent",
         description="Run the edgeoff mobile agent: applications offloaded to the live sites (MQTT + Redis).",
-        epilog="Every option can also come from the environment (EDGEOFF_AGENT_ENGINE, "
-        "EDGEOFF_AGENT_BROKER__HOST, EDGEOFF_AGENT_REDIS__URL, ...) or a settings file of KEY=value lines; "
-        "options on the command line win.",
     )
-    parser.add_argument("--agent", help="agent id (default agent-1)")
-    parser.add_argument("--engine", help="mdp-svr (default), mdp-selected, efpo, kubehybrid, mdp-reactive")
-    parser.add_argument("--scenario", type=Path, help="scenario TOML (default: the paper's)")
-    parser.add_argument("--dataset", help="dataset configuration recorded in the results (default DS1)")
-    parser.add_argument("--apps", type=int, help="number of application runs")
-    parser.add_argument(
-        "--duration-s", type=float, help="start no new application run after this many seconds"
-    )
-    parser.add_argument("--seed", type=int, help="seed of the workload")
-    parser.add_argument("--time-scale", type=float, help="wall seconds per model second of emulated work")
-    parser.add_argument("--deadline-factor", type=float, help="result deadline: factor x expected time")
-    parser.add_argument("--out", type=Path, help="write the results JSON here when done")
-    add_ops_arguments(parser)
-    return parser
 
 
 def build_agent(settings: AgentSettings, stop: threading.Event, ops: Operations | None = None) -> MobileAgent:
@@ -646,12 +264,6 @@ def build_agent(settings: AgentSettings, stop: threading.Event, ops: Operations 
         ),
     )
     return MobileAgent(settings=settings, scenario=scenario, planner=planner, stop=stop, ops=ops)
-
-
-def write_results(path: Path, record: dict[str, Any]) -> None:
-    """Write atomically (a reader never sees half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, json.dumps(record, indent=2) + "\n")
 
 
 @dataclass

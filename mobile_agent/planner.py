@@ -357,8 +357,12 @@ class Planner:
 
     def _chain(self) -> tuple[np.ndarray, np.ndarray]:
         S = self.model.n_sites
-        up = np.full(S, np.inf) if self.settings.mean_up_h is None else np.array(self.settings.mean_up_h)
-        down = np.zeros(S) if self.settings.mean_down_h is None else np.array(self.settings.mean_down_h)
+        # no chain given: unknown (NaN), the forecast is then used as it is (edgeoff.knowledge.engine_input)
+        up = np.full(S, np.nan) if self.settings.mean_up_h is None else np.array(self.settings.mean_up_h)
+        down = (
+            np.full(S, np.nan) if self.settings.mean_down_h is None else np.array(self.settings.mean_down_h)
+        )
+        up[self.mobile], down[self.mobile] = np.inf, 0.0
         return up, down
 
     def availability(self, task: TaskSpec, state: int, view: AgentView) -> np.ndarray:

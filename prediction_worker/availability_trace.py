@@ -17,7 +17,7 @@ a live window of 24 s is exactly one trace day.
 :class:`SitePredictor` forecasts the next window's availability:
 
 * with at least `min_windows` values, the forecaster chosen by
-  :func:`edgeoff.forecasters.select_forecaster` over :func:`edgeoff.forecasters.default_candidates` on the
+  :func:`edgeoff.forecasting.select_forecaster` over :func:`edgeoff.forecasting.default_candidates` on the
   whole series (train_fraction 1), re-chosen every `refit_every` new windows, the forecast clipped to [0, 1];
 * before that (or when no forecaster can be fitted), a prior: the seed node's steady-state availability
   MTTF / (MTTF + MTTR) (model name `steady-state:{node}`), or 1.0 without a seed (model `prior`: a site
@@ -33,9 +33,14 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from edgeoff.availability import DEFAULT_LAGS, Forecaster
 from edgeoff.errors import PredictionError
-from edgeoff.forecasters import DEFAULT_CONTEXT, default_candidates, select_forecaster
+from edgeoff.forecasting import (
+    DEFAULT_CONTEXT,
+    DEFAULT_LAGS,
+    Forecaster,
+    default_candidates,
+    select_forecaster,
+)
 from edgeoff.traces import NodeTrace, TwoStateModel, daily_availability, two_state_model
 
 __all__ = [

@@ -60,52 +60,26 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import Field, field_validator
-from pydantic_settings import SettingsConfigDict
-
-from edgeoff.ids import Id
 from edgeoff.ops import (
     EXIT_CONFIG,
     MAX_IDLE_WAIT_S,
     Operations,
-    OpsSettings,
-    add_ops_arguments,
     run_daemon,
     settings_from_args,
+    settings_parser,
 )
 from edgeoff.scenario import load_scenario
-from edgeoff.traces import NodeTrace, load_node_table
+from edgeoff.traces import load_node_table
 from edgeoff.wire import topics
-from edgeoff.wire.codec import decode_json, decode_msgpack, encode_json
+from edgeoff.wire.codec import decode_json, decode_msgpack
 from edgeoff.wire.errors import DecodeError, StoreError, TopicError
-from edgeoff.wire.messages import DOWN_MODEL, Heartbeat, Prediction, SiteStatus
+from edgeoff.wire.messages import Heartbeat, SiteStatus
 from edgeoff.wire.mqtt import Connected, Disconnected, Message, MqttClient, MqttEvent
-from edgeoff.wire.settings import DaemonSettings
-from prediction_worker.availability_trace import (
-    DEFAULT_MAX_WINDOWS,
-    DEFAULT_MIN_WINDOWS,
-    DEFAULT_REFIT_EVERY,
-    DEFAULT_WINDOW_S,
-    SitePredictor,
-    SiteTrace,
-    seed_model,
-    seed_windows,
-)
-from prediction_worker.detector import (
-    DEFAULT_PHI_MIN_STD_S,
-    DEFAULT_PHI_PAUSE_S,
-    DEFAULT_PHI_THRESHOLD,
-    DEFAULT_PHI_WINDOW,
-    Detector,
-    FixedTimeoutDetector,
-    PhiAccrualDetector,
-    Shard,
-    Verdict,
-)
+from prediction_worker.detector import Detector, FixedTimeoutDetector, PhiAccrualDetector
+from prediction_worker.predictions import PredictionPublishing, Seed, _SiteView
+from prediction_worker.settings import WorkerSettings
 from prediction_worker.store import PredictionStore
 
 __all__ = [
@@ -121,63 +95,6 @@ log = logging.getLogger("edgeoff.worker")
 ERROR_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)  # |forecast - window availability|
 
 
-class WorkerSettings(DaemonSettings, OpsSettings):
-    """Settings of a prediction worker: environment `EDGEOFF_WORKER_*` (`EDGEOFF_WORKER_BROKER__HOST`)."""
-
-    model_config = SettingsConfigDict(env_prefix="EDGEOFF_WORKER_")
-
-    worker_id: Id = "worker-0"
-    detector: Literal["fixed", "phi"] = "fixed"
-    heartbeat_s: Annotated[float, Field(gt=0)] | None = None  # None: the scenario's heartbeat interval
-    missed_heartbeats: Annotated[int, Field(ge=1)] | None = None  # None: the scenario's (10)
-    phi_threshold: Annotated[float, Field(gt=0)] = DEFAULT_PHI_THRESHOLD
-    phi_window: Annotated[int, Field(ge=2)] = DEFAULT_PHI_WINDOW
-    phi_min_std_s: Annotated[float, Field(gt=0)] = DEFAULT_PHI_MIN_STD_S
-    phi_pause_s: Annotated[float, Field(ge=0)] = DEFAULT_PHI_PAUSE_S
-    poll_s: Annotated[float, Field(gt=0)] = 0.025  # detector polling: adds at most this to detection time
-    window_s: Annotated[float, Field(gt=0)] = DEFAULT_WINDOW_S
-    window_trace_h: Annotated[float, Field(gt=0)] = 24.0  # trace hours one window stands for (mttf model)
-    max_windows: Annotated[int, Field(ge=2)] = DEFAULT_MAX_WINDOWS
-    min_windows: Annotated[int, Field(ge=2)] = DEFAULT_MIN_WINDOWS
-    refit_every: Annotated[int, Field(ge=1)] = DEFAULT_REFIT_EVERY
-    epsilon: Annotated[float, Field(ge=0, lt=1)] = 0.01  # smaller forecast moves are not published
-    max_verdicts: Annotated[int, Field(ge=1)] = 1000  # verdicts kept per site in Redis
-    shard: str = "0/1"
-    shared: bool = False
-    share_group: Id = "workers"
-    scenario: Path | None = None  # None: the paper's scenario
-    dataset: str | None = None  # seed each site's history from its LANL node in this dataset
-    stats_s: Annotated[float, Field(gt=0)] = 2.0  # how often counters are written to Redis
-
-    @field_validator("shard")
-    @classmethod
-    def _shard_valid(cls, value: str) -> str:
-        return str(Shard.parse(value))
-
-    @property
-    def shard_spec(self) -> Shard:
-        return Shard.parse(self.shard)
-
-
-# ---------------------------------------------------------------------- the worker
-
-
-@dataclass(frozen=True)
-class Seed:
-    """A site's LANL node: its daily history seeds the availability series."""
-
-    node: str
-    trace: NodeTrace
-
-
-@dataclass
-class _SiteView:
-    trace: SiteTrace
-    predictor: SitePredictor
-    published: Prediction | None = None
-    dirty: bool = False  # a change could not be stored: retried at the next poll
-
-
 def build_detector(settings: WorkerSettings, heartbeat_s: float, missed: int) -> Detector:
     """The configured detector for a sender interval of `heartbeat_s` seconds."""
     if settings.detector == "phi":
@@ -191,7 +108,7 @@ def build_detector(settings: WorkerSettings, heartbeat_s: float, missed: int) ->
     return FixedTimeoutDetector(heartbeat_s, missed)
 
 
-class PredictionWorker:
+class PredictionWorker(PredictionPublishing):
     """Serves the sites of one shard until `stop` is set."""
 
     def __init__(
@@ -351,145 +268,6 @@ class PredictionWorker:
             if closed or view.dirty:
                 self._update(site, view)
 
-    def _view(self, site: str) -> _SiteView:
-        view = self._views.get(site)
-        if view is not None:
-            return view
-        seed = self.seeds.get(site)
-        history: list[float] = [] if seed is None else [float(v) for v in seed_windows(seed.trace)]
-        try:
-            history += self.store.windows(site, self.settings.max_windows)
-        except StoreError as exc:
-            log.warning("worker: cannot restore the windows of %s: %s", site, exc)
-        view = _SiteView(
-            trace=SiteTrace(
-                window_s=self.settings.window_s, max_windows=self.settings.max_windows, history=history
-            ),
-            predictor=SitePredictor(
-                seed_node=seed.node if seed is not None else None,
-                seed=seed_model(seed.trace) if seed is not None else None,
-                window_h=self.settings.window_trace_h,
-                min_windows=self.settings.min_windows,
-                refit_every=self.settings.refit_every,
-            ),
-        )
-        self._views[site] = view
-        return view
-
-    def _on_verdict(self, verdict: Verdict) -> None:
-        view = self._view(verdict.site)
-        closed = view.trace.record(verdict.up, verdict.at)
-        if closed:
-            self._windows_closed(verdict.site, view, closed)
-        self.counters.incr(f"verdicts.{'up' if verdict.up else 'down'}")
-        log.info(
-            "worker: site %s %s (session %d, %s)",
-            verdict.site,
-            "up" if verdict.up else "DOWN",
-            verdict.session,
-            verdict.reason,
-        )
-        record = {
-            "up": verdict.up,
-            "session": verdict.session,
-            "reason": verdict.reason,
-            "ts": self.wall_clock() - (self.clock() - verdict.at),
-            "worker": self.settings.worker_id,
-        }
-        try:
-            self.store.append_verdict(verdict.site, record, self.settings.max_verdicts)
-        except StoreError as exc:
-            self.counters.incr("store_errors")
-            log.error("worker: cannot store a verdict of %s: %s", verdict.site, exc)
-        self._update(verdict.site, view)
-
-    def _windows_closed(self, site: str, view: _SiteView, closed: int) -> None:
-        forecast = view.published  # the forecast of the next window, made before these windows closed
-        windows = view.trace.windows
-        if forecast is not None and forecast.model != DOWN_MODEL and len(windows) >= closed:
-            actual = windows[len(windows) - closed]  # the first window closed: the one that was forecast
-            self._prediction_error.labels(site=site).observe(abs(forecast.availability - actual))
-        view.predictor.windows_closed(closed)
-        for value in list(view.trace.windows)[-min(closed, len(view.trace.windows)) :]:
-            try:
-                self.store.append_window(site, value, self.settings.max_windows)
-            except StoreError as exc:
-                self.counters.incr("store_errors")
-                log.error("worker: cannot store a window of %s: %s", site, exc)
-                return
-
-    def _update(self, site: str, view: _SiteView) -> None:
-        """Publish the site's prediction when it changed (verdict, or forecast by more than epsilon)."""
-        up = view.trace.up
-        if up is None:
-            return
-        error_mae: float | None = None
-        if up:
-            forecast = view.predictor.forecast(view.trace.series())
-            availability, model, error_mae = forecast.availability, forecast.model, forecast.error_mae
-        else:
-            availability, model = 0.0, DOWN_MODEL
-        last = view.published
-        changed = (
-            last is None
-            or (last.model == DOWN_MODEL) != (model == DOWN_MODEL)
-            or abs(last.availability - availability) > self.settings.epsilon
-        )
-        if not (changed or view.dirty):
-            return
-        ts = self.wall_clock()
-        try:
-            version = self.store.write_prediction(
-                site, availability, model, ts, self.settings.worker_id, error_mae
-            )
-        except StoreError as exc:
-            view.dirty = True
-            self.counters.incr("store_errors")
-            log.error("worker: cannot store the prediction of %s (retried): %s", site, exc)
-            return
-        view.dirty = False
-        prediction = Prediction(
-            site=site, availability=availability, version=version, model=model, ts=ts, error_mae=error_mae
-        )
-        view.published = prediction
-        self._publish(prediction)
-
-    def _publish(self, prediction: Prediction) -> None:
-        info = self.mqtt.publish(
-            topics.prediction(prediction.site),
-            encode_json(prediction),
-            qos=topics.QOS_AT_LEAST_ONCE,
-            retain=True,
-        )
-        if info is None:
-            self.counters.incr("predictions.not_published")  # re-published from Redis on reconnect
-            return
-        self.counters.incr("predictions.published")
-        self._availability.labels(site=prediction.site).set(prediction.availability)
-        log.info(
-            "worker: prediction %s = %.4f (%s, v%d)",
-            prediction.site,
-            prediction.availability,
-            prediction.model,
-            prediction.version,
-        )
-
-    def _resync(self) -> None:
-        """After a reconnect: each site's value of record from Redis, re-published retained."""
-        for site, view in self._views.items():
-            try:
-                record = self.store.read_prediction(site)
-            except StoreError as exc:
-                self.counters.incr("store_errors")
-                log.error("worker: cannot re-read the prediction of %s: %s", site, exc)
-                continue
-            if record is None:
-                view.dirty = True
-                continue
-            view.published = record
-            self._publish(record)
-        self.counters.incr("resyncs")
-
     def _write_stats(self) -> None:
         try:
             self.store.write_counters(self.settings.worker_id, self.counters.snapshot())
@@ -508,25 +286,12 @@ class PredictionWorker:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    return settings_parser(
+        WorkerSettings,
         prog="edgeoff-worker",
         description="Run an edgeoff prediction worker: failure detector, availability trace and forecast "
         "per site (MQTT + Redis).",
-        epilog="Every option can also come from the environment (EDGEOFF_WORKER_DETECTOR, "
-        "EDGEOFF_WORKER_BROKER__HOST, EDGEOFF_WORKER_REDIS__URL, ...) or a settings file of KEY=value lines; "
-        "options on the command line win.",
     )
-    parser.add_argument("--worker-id", help="id of this worker (default worker-0)")
-    parser.add_argument("--detector", choices=("fixed", "phi"), help="failure detector (default fixed)")
-    parser.add_argument("--shard", help="i/n: handle the sites whose stable hash mod n is i (default 0/1)")
-    parser.add_argument(
-        "--shared", action="store_true", default=None, help="subscribe through $share/{group}/..."
-    )
-    parser.add_argument("--window-s", type=float, help="availability window, wall seconds (default 60)")
-    parser.add_argument("--scenario", type=Path, help="scenario TOML (default: the paper's)")
-    parser.add_argument("--dataset", help="seed each site's history from its LANL node, e.g. DS1")
-    add_ops_arguments(parser)
-    return parser
 
 
 def build_worker(
@@ -534,8 +299,8 @@ def build_worker(
 ) -> PredictionWorker:
     """The worker for `settings`: scenario (heartbeat interval, dataset seeds), detector and Redis store."""
     scenario = load_scenario(settings.scenario)
-    heartbeat_s = settings.heartbeat_s or scenario.detection.heartbeat_ms / 1000.0
-    missed = settings.missed_heartbeats or scenario.detection.missed_heartbeats
+    heartbeat_s = scenario.detection.heartbeat_ms / 1000.0  # one source: the scenario, as for the sites
+    missed = scenario.detection.missed_heartbeats
     seeds: dict[str, Seed] = {}
     if settings.dataset is not None:
         nodes = load_node_table()

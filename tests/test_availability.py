@@ -12,8 +12,8 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.estimator_checks import check_estimator
 
-from edgeoff.availability import (
-    C_FLOOR,
+from edgeoff.errors import PredictionError
+from edgeoff.forecasting import (
     Backtest,
     Forecaster,
     LastValueForecaster,
@@ -26,7 +26,7 @@ from edgeoff.availability import (
     paper_hyperparameters,
     walk_forward,
 )
-from edgeoff.errors import PredictionError
+from edgeoff.forecasting.svr import C_FLOOR
 
 
 def periodic_series(n: int = 300, seed: int = 0) -> npt.NDArray[np.float64]:

@@ -10,27 +10,23 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from edgeoff.availability import LastValueForecaster, TrainingMeanForecaster, walk_forward
-from edgeoff.backtest import (
-    BacktestSettings,
-    backtest_node,
-    brier_score,
-    hourly_states,
-    prototype_contrast,
-    reliability_table,
-    training_model,
-)
 from edgeoff.errors import PredictionError
-from edgeoff.forecasters import (
+from edgeoff.forecasting import (
     EWMForecaster,
+    LastValueForecaster,
     MarkovForecaster,
     RecentHistoryForecaster,
     Selection,
     SVRFeaturesForecaster,
+    TrainingMeanForecaster,
     default_candidates,
     select_forecaster,
-    windows_since_failure,
+    walk_forward,
 )
+from edgeoff.forecasting.backtest import BacktestSettings, backtest_node, hourly_states, training_model
+from edgeoff.forecasting.metrics import brier_score, reliability_table
+from edgeoff.forecasting.prototype import prototype_contrast
+from edgeoff.forecasting.svr import windows_since_failure
 from edgeoff.traces import NodeTrace, TwoStateModel, load_node_table
 from launcher.cli import main
 

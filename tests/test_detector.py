@@ -190,7 +190,7 @@ def test_seed_windows_from_a_lanl_node() -> None:
     seed = seed_windows(node, 100)
     assert seed.shape == (100,)
     assert np.all((seed >= 0.0) & (seed <= 1.0))
-    trace = SiteTrace(window_s=60.0, max_windows=100, history=seed)
+    trace = SiteTrace(window_s=60.0, max_windows=100, history=[float(v) for v in seed])
     forecast = SitePredictor(seed_node="7_1", seed=seed_model(node)).forecast(trace.series())
     assert 0.0 <= forecast.availability <= 1.0
     assert not forecast.model.startswith("steady-state")

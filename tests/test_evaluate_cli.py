@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,8 +13,10 @@ from launcher.cli import main
 SMALL = ["--apps", "40", "--reps", "3", "--datasets", "DS1,DS4", "--workers", "1", "--quiet"]
 
 
-def _results(out: Path) -> dict:  # type: ignore[type-arg]
-    return json.loads((out / "results.json").read_text())
+def _results(out: Path) -> dict[str, Any]:
+    data = json.loads((out / "results.json").read_text())
+    assert isinstance(data, dict)
+    return data
 
 
 def test_writes_results_report_and_plots(tmp_path: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -93,10 +95,40 @@ def test_predictions_detector_down_and_stale_versions(scenario: Scenario) -> Non
 # ------------------------------------------------------------------------------------- Algorithm 2
 
 
+# Expected costs of `task()` (600 MI, 6 KB in, 6 KB out) sent from the phone, worked out by hand from
+# PARAMETERS.md with the scenario's weights (1 per s, 1 per J): cost = time + energy, where a transfer takes
+# size / bandwidth + one-way latency, the phone spends 1.3 W uploading, 0.3 W (idle) while a site computes,
+# 1.0 W downloading and 0.9 W computing itself.
+#   site  upload = download (s)     run (s)             time   + energy = cost
+#   MD    -                         600/1000  = 0.6     0.6    + 0.54   = 1.1400  (local, at 0.9 W)
+#   ED    6/2500  + 0.015 = 0.0174  600/5000  = 0.12    0.1548 + 0.0760 = 0.2308
+#   EC    6/687.5 + 0.015 = 0.0237  600/8000  = 0.075   0.1225 + 0.0771 = 0.1995
+#   ER    6/687.5 + 0.015 = 0.0237  600/5000  = 0.12    0.1675 + 0.0906 = 0.2580
+#   CD    6/2500  + 0.254 = 0.2564  600/12000 = 0.05    0.5628 + 0.6047 = 1.1675
+#   (the MD-CD latency is 54 ms + the 200 ms mean of its jitter)
+COST_FROM_MD = {MD: 1.1400, ED: 0.2308, EC: 0.1995, ER: 0.2580, CD: 1.1675}
+# A failed offload from the phone: 1.5 s of detection at the upload power, then the local re-run.
+FAILED_FROM_MD = 1.5 + 1.5 * 1.3 + COST_FROM_MD[MD]  # 4.59
+
+
+def test_the_tuned_discount_makes_q_the_expected_cost(scenario: Scenario) -> None:
+    """The hand-worked orders below rest on discount 0 (tuned): Q(s, a) = R(s, a), no future term."""
+    planner = Planner(scenario, get_engine("mdp-svr"))
+    assert planner.decision.discount == 0.0
+    plan = planner.plan(task(), MD, online_view(scenario))
+    assert plan.values == pytest.approx([-COST_FROM_MD[a] for a in range(5)], abs=1e-4)
+
+
 def test_failure_takes_the_next_best_action_and_records_the_reason(scenario: Scenario) -> None:
     planner = Planner(scenario, get_engine("mdp-svr"))
-    plan = planner.plan(task(), MD, online_view(scenario))
-    order = list(np.argsort(-plan.values))
+    view = online_view(scenario)
+    predict(view, "ec", 0.5, 1)
+    plan = planner.plan(task(), MD, view)
+    # All sites up, EC predicted at 0.5: R(MD, EC) = -(0.5 x 0.1995 + 0.5 x 4.59) = -2.3948, so the cheapest
+    # site falls to the end; the others keep their costs (availability 1). Best first:
+    # ED 0.2308, ER 0.2580, MD 1.1400 (local beats the cloud's slow link), CD 1.1675, EC 2.3948.
+    assert 0.5 * COST_FROM_MD[EC] + 0.5 * FAILED_FROM_MD == pytest.approx(2.3948, abs=1e-4)
+    order = [ED, ER, MD, CD, EC]
     assert plan.action == order[0]
     nxt = plan.fail("deadline passed")
     assert nxt == order[1]
@@ -104,6 +136,15 @@ def test_failure_takes_the_next_best_action_and_records_the_reason(scenario: Sce
     assert plan.fallbacks[-1].to_site == order[1]
     assert plan.fallbacks[-1].reason == "deadline passed"
     assert plan.excluded[order[0]]
+    for failed, expected in itertools.pairwise(order[1:]):  # every further step takes the next one down
+        assert plan.fail("site offline") == expected
+        assert (plan.fallbacks[-1].from_site, plan.fallbacks[-1].to_site) == (failed, expected)
+        assert plan.excluded[failed]
+    with pytest.raises(NoFeasibleSolutionError):
+        plan.fail("site offline")
+    assert plan.fallbacks[-1].from_site == EC
+    assert plan.fallbacks[-1].to_site is None
+    assert len(plan.fallbacks) == 5
 
 
 def test_offline_and_detector_down_sites_are_excluded_up_front(scenario: Scenario) -> None:
@@ -125,10 +166,12 @@ def test_sites_down_since_the_plan_are_excluded_on_failure(scenario: Scenario) -
     planner = Planner(scenario, get_engine("mdp-svr"))
     view = online_view(scenario)
     plan = planner.plan(task(), MD, view)
-    second = np.argsort(-plan.values)[1]
+    # all up: EC 0.1995, ED 0.2308, ER 0.2580, MD 1.1400, CD 1.1675 (COST_FROM_MD)
+    assert plan.action == EC
     unusable = np.zeros(5, dtype=bool)
-    unusable[second] = True
-    assert plan.fail("site offline", unusable=unusable) != second
+    unusable[ED] = True  # the second best went down meanwhile: EC's failure skips it
+    assert plan.fail("site offline", unusable=unusable) == ER
+    assert plan.excluded[ED]
 
 
 def test_no_feasible_solution_when_nothing_is_left(scenario: Scenario) -> None:
@@ -196,8 +239,11 @@ def test_a_prediction_change_changes_the_policy(scenario: Scenario) -> None:
     expected = stays_up_given_window(0.05, settings.mean_down_h[best], at_risk_h)  # type: ignore[index]
     assert after.availability[best] == pytest.approx(float(expected))
     body = after.to_json(scenario.site_ids)
-    assert body["availability"]["md"] == 1.0  # type: ignore[index]
-    assert set(body["policy"]) == set(scenario.site_ids)  # type: ignore[arg-type]
+    availability, policy = body["availability"], body["policy"]
+    assert isinstance(availability, dict)
+    assert isinstance(policy, dict)
+    assert availability["md"] == 1.0
+    assert set(policy) == set(scenario.site_ids)
 
 
 def test_mdp_reactive_ignores_predictions(scenario: Scenario) -> None:

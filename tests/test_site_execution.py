@@ -212,7 +212,7 @@ def test_failure_model_scales_trace_hours_to_wall_seconds() -> None:
         {"mttf_h": 1, "mttr_h": 1, "time_compression": 0},
     ):
         with pytest.raises(ValueError, match="must be"):
-            FailureModel(**bad)  # type: ignore[arg-type]
+            FailureModel(**bad)
 
 
 def test_phases_alternate_and_their_means_match_mttf_and_mttr() -> None:

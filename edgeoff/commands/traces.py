@@ -4,7 +4,7 @@
   mttf_h and availability are null for a node with a single outage. Without --lanl: the packaged table.
 * ``edgeoff traces build --lanl PATH [--out FILE]``: regenerate ``edgeoff/data/lanl_nodes.json``.
 * ``edgeoff traces backtest [--lanl PATH] [--nodes ...] [--out DIR] [--seed N]``: honest forecasting
-  backtests per node (daily and hourly, :mod:`edgeoff.backtest`); writes ``backtest.json``,
+  backtests per node (daily and hourly, :mod:`edgeoff.forecasting.backtest`); writes ``backtest.json``,
   ``backtest.md`` and ``backtest.png`` to DIR (default ``backtest/``), all or nothing, and prints a
   summary table.
 """
@@ -19,9 +19,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from edgeoff import backtest, traces
+from edgeoff import traces
 from edgeoff.errors import TraceError
 from edgeoff.files import staged_folder
+from edgeoff.forecasting import backtest, prototype
+from edgeoff.forecasting import report as backtest_report
 
 BACKTEST_FILES = ("backtest.json", "backtest.md", "backtest.png")
 BACKTEST_DIR_MODE = 0o755  # a new output folder is readable by all (temporary folders start at 0700)
@@ -71,8 +73,8 @@ def add_parser(subparsers: Any) -> None:
     run_backtest_parser.add_argument(
         "--seed",
         type=int,
-        default=backtest.DEFAULT_SEED,
-        help=f"seed of the prototype's random split (default: {backtest.DEFAULT_SEED})",
+        default=prototype.DEFAULT_SEED,
+        help=f"seed of the prototype's random split (default: {prototype.DEFAULT_SEED})",
     )
     parser.set_defaults(func=run)
 
@@ -137,8 +139,8 @@ def run_backtest(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     results = backtest.backtest_nodes(node_traces, settings)
     elapsed_s = time.perf_counter() - started
-    document = backtest.report(results, source=source, settings=settings)
-    markdown = backtest.render_markdown(results, source=source, settings=settings)
+    document = backtest_report.report(results, source=source, settings=settings)
+    markdown = backtest_report.render_markdown(results, source=source, settings=settings)
     _write_backtest(args.out, document, markdown, results)
     print(_summary(results), file=sys.stdout)
     print(

@@ -16,17 +16,18 @@ from typing import Any
 
 import numpy as np
 
-from edgeoff.availability import (
+from edgeoff.engines import get_engine
+from edgeoff.evaluation.forecasts import WindowForecaster
+from edgeoff.evaluation.simulator import Group, RunResult, SiteBehaviour, simulate_groups
+from edgeoff.forecasting import (
     LastValueForecaster,
     MTTFForecaster,
     SVRForecaster,
     TrainingMeanForecaster,
+    default_candidates,
+    select_forecaster,
     walk_forward,
 )
-from edgeoff.engines import get_engine
-from edgeoff.evaluation.forecasts import WindowForecaster
-from edgeoff.evaluation.simulator import Group, RunResult, SiteBehaviour, simulate_groups
-from edgeoff.forecasters import default_candidates, select_forecaster
 from edgeoff.scenario import SITE_TYPES, Scenario
 from edgeoff.traces import NodeTrace, daily_availability, load_node_table, node_trace, read_failure_records
 

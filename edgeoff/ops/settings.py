@@ -1,21 +1,39 @@
-"""The operations settings every daemon shares: log format, metrics endpoint, health file.
+"""The operations settings every daemon shares, and each daemon's command line made from its settings.
 
 :class:`OpsSettings` is a mixin: a daemon's settings class derives from `DaemonSettings` and from it, so the
 fields take the daemon's own environment prefix (`EDGEOFF_SITE_METRICS_PORT`, `EDGEOFF_WORKER_HEALTH_FILE`).
+
+One place defines a setting: its field in the daemon's settings model. :func:`settings_parser` turns every
+top-level field into a flag (`time_compression` -> `--time-compression`, a bool -> `--x/--no-x`, a Literal
+-> choices), with the field's description, or the comment on its declaration, as help; nested sections
+(`broker`, `redis`) come from the environment or the settings file. :func:`field_comments` is also what the
+generated configuration reference (launcher/reference.py) reads.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
+import re
 from pathlib import Path
-from typing import Annotated, Literal, TypeVar
+from types import UnionType
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings
 
-__all__ = ["DEFAULT_HEALTH_INTERVAL_S", "OpsSettings", "add_ops_arguments", "settings_from_args"]
+__all__ = [
+    "DEFAULT_HEALTH_INTERVAL_S",
+    "OpsSettings",
+    "field_comments",
+    "settings_from_args",
+    "settings_parser",
+]
 
 DEFAULT_HEALTH_INTERVAL_S = 1.0  # health file rewrite and Redis probe period; probes allow several seconds
+
+_DECLARATION = re.compile(r"^\s+(\w+)\s*:[^#]*?(?:#\s*(.+))?$")
+_COMMENT = re.compile(r"^\s+#\s?(.*)$")
 
 
 class OpsSettings(BaseModel):
@@ -25,19 +43,81 @@ class OpsSettings(BaseModel):
     metrics_port: Annotated[int, Field(ge=0, le=65535)] | None = None  # Prometheus /metrics; None or 0: off
     metrics_host: str = "0.0.0.0"  # bind address of the metrics endpoint (a pod IP must be scrapable)
     health_file: Path | None = None  # JSON health record, rewritten atomically; read by `edgeoff health`
-    health_interval_s: Annotated[float, Field(gt=0)] = DEFAULT_HEALTH_INTERVAL_S
+    health_interval_s: Annotated[float, Field(gt=0)] = DEFAULT_HEALTH_INTERVAL_S  # health file period
 
 
-def add_ops_arguments(parser: argparse.ArgumentParser) -> None:
-    """The command-line options of :class:`OpsSettings` (their `dest` names are the field names) and the
-    `--settings-file` every daemon takes."""
-    group = parser.add_argument_group("operations")
-    group.add_argument(
+def field_comments(model: type[BaseModel]) -> dict[str, str]:
+    """Field name -> the comment on its declaration line, or the comment block just above it."""
+    found: dict[str, str] = {}
+    for cls in reversed(model.__mro__):
+        if not (isinstance(cls, type) and issubclass(cls, BaseModel)) or cls is BaseModel:
+            continue
+        try:
+            source = inspect.getsource(cls)
+        except (OSError, TypeError):
+            continue
+        block: list[str] = []
+        for line in source.splitlines():
+            if comment := _COMMENT.match(line):
+                block.append(comment.group(1).strip())
+                continue
+            if (match := _DECLARATION.match(line)) and match.group(1) in cls.__annotations__:
+                text = match.group(2) or " ".join(block)
+                if text:
+                    found[match.group(1)] = text.strip()
+            block = []
+    return found
+
+
+def _scalar(annotation: Any) -> Any:
+    """The annotation without Annotated and without None in a union (`int | None` -> int)."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return _scalar(args[0])
+    if origin in (Union, UnionType):
+        rest = [a for a in args if a is not type(None)]
+        return _scalar(rest[0]) if len(rest) == 1 else str
+    return annotation
+
+
+def _is_section(annotation: Any) -> bool:
+    kind = _scalar(annotation)
+    return isinstance(kind, type) and issubclass(kind, BaseModel)
+
+
+def settings_parser(model: type[BaseSettings], *, prog: str, description: str) -> argparse.ArgumentParser:
+    """A daemon's argument parser: `--settings-file` and one flag per top-level field of `model`.
+
+    Every flag defaults to None (not given), so the environment and the settings file fill the rest.
+    """
+    prefix = str(model.model_config.get("env_prefix", ""))
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=description,
+        epilog=f"Every option can also come from the environment ({prefix}<NAME>, nested sections with __: "
+        f"{prefix}BROKER__HOST, {prefix}REDIS__URL, ...) or a settings file of KEY=value lines; "
+        "options on the command line win.",
+    )
+    parser.add_argument(
         "--settings-file", type=Path, help="KEY=value settings file (systemd EnvironmentFile format)"
     )
-    group.add_argument("--log-format", choices=("text", "json"), help="log lines as text or JSON objects")
-    group.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port (0: off)")
-    group.add_argument("--health-file", type=Path, help="write a JSON health record here (edgeoff health)")
+    comments = field_comments(model)
+    for name, info in model.model_fields.items():
+        if _is_section(info.annotation):
+            continue
+        flag = "--" + name.replace("_", "-")
+        help_text = (info.description or comments.get(name, "")).replace("%", "%%")
+        kind = _scalar(info.annotation)
+        if kind is bool:
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, help=help_text)
+        elif get_origin(kind) is Literal:
+            choices = [str(c) for c in get_args(kind)]
+            parser.add_argument(flag, dest=name, choices=choices, help=help_text)
+        elif kind in (int, float, Path):
+            parser.add_argument(flag, dest=name, type=kind, help=help_text)
+        else:
+            parser.add_argument(flag, dest=name, help=help_text)
+    return parser
 
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)

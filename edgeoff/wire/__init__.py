@@ -3,7 +3,7 @@
     topics    build and parse `edgeoff/v1/...` topics; every id validated
     messages  frozen pydantic models of every payload
     codec     msgpack / JSON encode and hostile-input-safe decode (DecodeError)
-    mqtt      MqttClient: paho-mqtt 2.x MQTT v5, callbacks that only enqueue, reconnect with jitter
+    mqtt      MqttClient (package: events, threaded client, inline mode): paho-mqtt 2.x MQTT v5
     store     TaskStore: Redis claims with a lease, idempotent results, session numbers
     settings  BrokerSettings, RedisSettings, DaemonSettings (pydantic-settings)
     errors    WireError and its subclasses

@@ -84,5 +84,5 @@ class DaemonSettings(BaseSettings):
 
     broker: BrokerSettings = BrokerSettings()
     redis: RedisSettings = RedisSettings()
-    max_message_bytes: Annotated[int, Field(ge=1024)] = DEFAULT_MAX_MESSAGE_BYTES
-    log_level: str = "INFO"
+    max_message_bytes: Annotated[int, Field(ge=1024)] = DEFAULT_MAX_MESSAGE_BYTES  # larger: dropped unread
+    log_level: str = "INFO"  # DEBUG, INFO, WARNING or ERROR

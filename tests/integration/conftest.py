@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import IO, Literal, TypeVar
 
 import pytest
 import redis
@@ -38,8 +38,12 @@ STOP_TIMEOUT_S = 5.0  # after SIGTERM; then SIGKILL
 POLL_S = 0.02  # polling interval of wait_for (the condition is cheap)
 
 
-def wait_for(condition: Callable[[], T], timeout: float, what: str) -> T:
-    """Poll `condition` until it returns a truthy value (returned) or fail the test after `timeout`."""
+def wait_for(condition: Callable[[], T | Literal[False] | None], timeout: float, what: str) -> T:
+    """Poll `condition` until it returns a truthy value (returned) or fail the test after `timeout`.
+
+    The result is typed without the `None` and `False` that mean "not yet", so a condition like
+    `lambda: result_of(...)` (`TaskResult | None`) gives a `TaskResult`.
+    """
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
@@ -214,8 +218,10 @@ class Observer:
         self._drain()
         return [m for m in self.messages if m.topic == topic]
 
-    def wait(self, condition: Callable[[Observer], T], timeout: float, what: str) -> T:
-        def check() -> T:
+    def wait(
+        self, condition: Callable[[Observer], T | Literal[False] | None], timeout: float, what: str
+    ) -> T:
+        def check() -> T | Literal[False] | None:
             self._drain()
             return condition(self)
 

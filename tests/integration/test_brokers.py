@@ -28,6 +28,7 @@ import redis
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -188,12 +189,22 @@ class Mqtt:
 
     # paho callbacks: record only (they run in paho's network thread)
     def _on_connect(
-        self, client: paho.Client, userdata: object, flags: object, rc: object, props: object
+        self,
+        client: paho.Client,
+        userdata: object,
+        flags: paho.ConnectFlags,
+        rc: ReasonCode,
+        props: Properties | None,
     ) -> None:
-        self.connack = (int(getattr(rc, "value", rc)), bool(getattr(flags, "session_present", False)))
+        self.connack = (rc.value, flags.session_present)
 
     def _on_disconnect(
-        self, client: paho.Client, userdata: object, flags: object, rc: object, props: object
+        self,
+        client: paho.Client,
+        userdata: object,
+        flags: paho.DisconnectFlags,
+        rc: ReasonCode,
+        props: Properties | None,
     ) -> None:
         self.closed.set()
 
@@ -202,16 +213,23 @@ class Mqtt:
             self.messages.append(Received(msg.topic, bytes(msg.payload), bool(msg.retain)))
 
     def _on_subscribe(
-        self, client: paho.Client, userdata: object, mid: int, codes: list[object], props: object
+        self,
+        client: paho.Client,
+        userdata: object,
+        mid: int,
+        codes: list[ReasonCode],
+        props: Properties | None,
     ) -> None:
-        self.subacks[mid] = [int(getattr(c, "value", c)) for c in codes]
+        self.subacks[mid] = [c.value for c in codes]
 
-    def _on_publish(self, client: paho.Client, userdata: object, mid: int, rc: object, props: object) -> None:
-        self.pubacks[mid] = int(getattr(rc, "value", rc))
+    def _on_publish(
+        self, client: paho.Client, userdata: object, mid: int, rc: ReasonCode, props: Properties
+    ) -> None:
+        self.pubacks[mid] = rc.value
 
     def connect(self) -> int:
         """Connect and wait for the CONNACK (or the connection closing); returns the reason code value."""
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho leaves __init__ unannotated
         if self.session_expiry_s:
             props.SessionExpiryInterval = self.session_expiry_s
         self.client.connect(
@@ -230,6 +248,7 @@ class Mqtt:
     def subscribe(self, topic_filter: str) -> int:
         """Subscribe with QoS 1, wait for the SUBACK; its reason code (0-2 granted, >=0x80 refused)."""
         _, mid = self.client.subscribe(topic_filter, qos=1)
+        assert mid is not None, f"the subscription to {topic_filter} was not sent"
         wait_for(lambda: mid in self.subacks, WAIT_S, f"SUBACK of {topic_filter}")
         return self.subacks[mid][0]
 

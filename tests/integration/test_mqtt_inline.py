@@ -73,7 +73,7 @@ class RaisingOnce:
 
 
 def _settings(broker: Server, **overrides: float) -> BrokerSettings:
-    return BrokerSettings(host=broker.host, port=broker.port, **overrides)  # type: ignore[arg-type]
+    return BrokerSettings(host=broker.host, port=broker.port, **overrides)
 
 
 @pytest.fixture
@@ -109,12 +109,22 @@ def test_poll_needs_inline_mode(mosquitto: Server) -> None:
 
 
 def test_no_thread_is_started_and_nothing_happens_without_poll(inline: Callable[..., Inline]) -> None:
+    attempts: list[float] = []
+
+    def will() -> Will | None:  # asked before every connection attempt: the witness of any attempt
+        attempts.append(time.monotonic())
+        return None
+
     before = {t.ident for t in threading.enumerate()}
-    node = inline()
+    node = inline(will_factory=will)
     node.client.start()
-    time.sleep(0.3)
-    assert not node.client.connected.is_set()  # nobody connects behind the owner's back
+    # No waiting needed: a thread that start() started would still be alive now (a supervisor lives until
+    # stop()), and there is none; so only this thread, in poll(), can attempt a connection, and it has not.
+    assert {t.ident for t in threading.enumerate()} == before
+    assert attempts == []  # nobody connects behind the owner's back
+    assert not node.client.connected.is_set()
     node.connect()
+    assert attempts  # the witness works: poll() made the attempt
     assert {t.ident for t in threading.enumerate()} == before
     assert node.client.connected.is_set()
 
@@ -146,10 +156,11 @@ def test_subscribe_receive_and_publish(
 
 
 def test_publish_from_another_thread_and_wake(
-    inline: Callable[..., Inline], observer: Callable[..., Observer]
+    mosquitto: Server, inline: Callable[..., Inline], observer: Callable[..., Observer]
 ) -> None:
     watch = observer("inline/worker")
-    node = inline()
+    # a keepalive far longer than the long poll below: no PINGREQ is due and the broker stays silent
+    node = inline(settings=_settings(mosquitto, keepalive_s=120))
     node.client.start()
     node.connect()
 
@@ -168,12 +179,15 @@ def test_publish_from_another_thread_and_wake(
     node.pump(lambda: len(watch.on("inline/worker")) == 200, "200 messages from the worker")
     node.pump(lambda: node.client.counters.get("out_acked") == 200, "200 PUBACKs")
 
-    # wake() cuts a long poll short
+    # wake() cuts a long poll short: without it, poll() would return after its full timeout (nothing else
+    # arrives: every PUBACK is in, nobody publishes to it, no keepalive is due), so any return before it is
+    # the wake-up, however loaded the machine
+    long_poll_s = 30.0
     waker = threading.Timer(0.1, node.client.wake)
     waker.start()
     start = time.monotonic()
-    node.client.poll(5.0)
-    assert time.monotonic() - start < 2.0
+    node.client.poll(long_poll_s)
+    assert time.monotonic() - start < long_poll_s
     waker.join()
 
 
@@ -255,6 +269,17 @@ def test_pause_fires_the_will_and_resume_makes_a_fresh_one(
     assert second.will.payload == b"gone 2"
 
     node.client.stop()  # normal DISCONNECT: the broker discards the will
-    time.sleep(0.5)
-    assert [m.payload for m in watch.on("inline/status")] == [b"gone 1"]
     assert not node.client.connected.is_set()
+
+    # Barriers instead of a sleep: stop() returns once the DISCONNECT and the close are in the broker's
+    # socket, before the first barrier is sent, so the broker handles them in the round of its event loop
+    # that handles that barrier, or earlier; the second barrier is handled in a later round. A will
+    # published on that close would be queued to the observer before the second barrier (one connection,
+    # in order).
+    def received(payload: bytes) -> Callable[[Observer], bool]:
+        return lambda o: payload in [m.payload for m in o.on("inline/status")]
+
+    for barrier in (b"barrier 1", b"barrier 2"):
+        watch.publish("inline/status", barrier)
+        watch.wait(received(barrier), TIMEOUT_S, f"the {barrier!r} after stop")
+    assert [m.payload for m in watch.on("inline/status")] == [b"gone 1", b"barrier 1", b"barrier 2"]

@@ -3,6 +3,7 @@ sd_notify from the serve loop, and `edgeoff status --json`."""
 
 from __future__ import annotations
 
+import functools
 import json
 import signal
 import socket
@@ -48,6 +49,11 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 def health(path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     args = [sys.executable, "-m", "edgeoff.commands.health", str(path), *extra]
     return subprocess.run(args, capture_output=True, text=True, timeout=CLI_S, check=False)
+
+
+def is_ready(path: Path) -> bool:
+    """The health file at `path` says alive and ready, and is at most 5 s old."""
+    return health(path, "--ready", "--max-age", "5").returncode == 0
 
 
 class NotifyListener:
@@ -129,7 +135,9 @@ def test_metrics_health_notify_and_status_of_a_running_site_and_worker(
 
     def worker_metrics() -> Samples | None:
         samples = scrape(worker_port)
-        ready = samples and value(samples, "edgeoff_predictions_published_total") >= 1
+        if not samples:
+            return None
+        ready = value(samples, "edgeoff_predictions_published_total") >= 1
         return samples if ready and value(samples, "edgeoff_heartbeats_received_total") >= 5 else None
 
     s = wait_for(site_metrics, START_S, "site metrics with heartbeats")
@@ -145,9 +153,7 @@ def test_metrics_health_notify_and_status_of_a_running_site_and_worker(
 
     # health: alive and ready while running
     for path in (site_health, worker_health):
-        checked = wait_for(
-            lambda p=path: health(p, "--ready", "--max-age", "5").returncode == 0, START_S, "ready"
-        )
+        checked = wait_for(functools.partial(is_ready, path), START_S, f"{path} ready")
         assert checked
     result = subprocess.run(
         [sys.executable, "-m", "launcher.cli", "health", str(site_health), "--ready"],

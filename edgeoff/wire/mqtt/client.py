@@ -16,55 +16,38 @@ connected; any thread may call `publish`. A lock and a `_loop_running` flag make
 socket while the supervisor connects (paho writes from the caller's thread when its own loop thread is not
 running).
 
-Inline mode (`inline_loop=True`, opt-in): no thread at all. The owner's thread drives paho through
-`poll(timeout)` (paho's "external event loop": `select` on its socket, `loop_read`, `loop_write`,
-`loop_misc`), so a message goes from the socket to the inbox and a publish from the owner to the socket
-without a single thread hand-off. The callbacks run inside `poll` and still only enqueue. `poll` also does
-what the supervisor does: when the link is down and the backoff delay has passed it connects (TCP connect
-bounded by `connect_timeout_s`, with a fresh will), and it schedules the next attempt with the same
-full-jitter backoff. Every paho call is made under the lock, `select` outside it, so:
-
-* the owner thread calls `poll`, `publish`, `subscribe`, `pause`, `resume`, `stop` and `wait_published`;
-* any other thread may call `publish`, `subscribe`, `pause`, `resume` and `wake` (paho then writes from that
-  thread under the lock, as it does in threaded mode while the supervisor connects; a write the socket
-  cannot take at once is finished by the owner's next `poll`, which `wake` interrupts). Those threads must
-  not call `poll` or `wait_published`;
-* a thread that puts its own events on the inbox calls `wake()` after it, so that `poll` returns at once.
+Inline mode (`inline_loop=True`, opt-in): no thread at all; the owner's thread drives paho through
+`poll(timeout)` (:mod:`edgeoff.wire.mqtt.inline`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import random
-import select
 import socket
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
+from edgeoff.wire.mqtt.events import (
+    Connected,
+    Counters,
+    Disconnected,
+    EventSink,
+    Message,
+    Will,
+    backoff_delay,
+)
+from edgeoff.wire.mqtt.inline import STATE_POLL_S, InlineLoop
 from edgeoff.wire.settings import BrokerSettings
 
-__all__ = [
-    "Connected",
-    "Counters",
-    "Disconnected",
-    "EventSink",
-    "Message",
-    "MqttClient",
-    "MqttEvent",
-    "Will",
-    "backoff_delay",
-    "wait_published",
-]
+__all__ = ["MqttClient"]
 
 log = logging.getLogger(__name__)
 
@@ -72,78 +55,6 @@ DISCONNECT_NORMAL = 0  # MQTT v5 reason code: the broker discards the Last Will
 DISCONNECT_WITH_WILL = 4  # MQTT v5 reason code "Disconnect with Will Message": the broker publishes it
 SUBACK_FAILURE = 0x80  # SUBACK reason codes from 0x80 up are refusals
 LOOP_JOIN_TIMEOUT_S = 5.0  # paho's loop thread ends within one select() timeout (1 s) of the link dropping
-STATE_POLL_S = 0.05  # how often the supervisor re-checks stop/pause while it waits for the link to drop
-
-
-@dataclass(frozen=True)
-class Will:
-    """Last Will: published by the broker when the connection ends without a normal DISCONNECT."""
-
-    topic: str
-    payload: bytes
-    qos: int = 1
-    retain: bool = True
-
-
-@dataclass(frozen=True)
-class Connected:
-    """The broker accepted a connection made with `will` (None: no will)."""
-
-    will: Will | None
-
-
-@dataclass(frozen=True)
-class Disconnected:
-    """The link dropped (reason code value; 0 is a normal disconnect) or a connect was refused."""
-
-    reason_code: int
-
-
-@dataclass(frozen=True)
-class Message:
-    """An incoming PUBLISH; `payload` is untrusted."""
-
-    topic: str
-    payload: bytes
-    qos: int
-    retain: bool
-
-
-MqttEvent = Connected | Disconnected | Message
-
-
-class EventSink(Protocol):
-    """Where the client hands over events: a `queue.Queue` of the daemon's own event type."""
-
-    def put_nowait(self, item: MqttEvent, /) -> None: ...
-
-    def qsize(self) -> int: ...
-
-
-class Counters:
-    """Thread-safe named counters: messages in/out, drops by reason, callback errors, connects."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counts: Counter[str] = Counter()
-
-    def incr(self, name: str, n: int = 1) -> None:
-        with self._lock:
-            self._counts[name] += n
-
-    def get(self, name: str) -> int:
-        with self._lock:
-            return self._counts[name]
-
-    def snapshot(self) -> dict[str, int]:
-        with self._lock:
-            return dict(self._counts)
-
-
-def backoff_delay(attempt: int, *, min_s: float, max_s: float, rng: random.Random) -> float:
-    """Full-jitter exponential backoff: uniform(0, min(max_s, min_s * 2**attempt)) seconds."""
-    ceiling = min(max_s, min_s * 2.0 ** min(attempt, 62))
-    return rng.uniform(0.0, ceiling)
 
 
 def _guarded(name: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
@@ -162,7 +73,7 @@ def _guarded(name: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
     return wrap
 
 
-class MqttClient:
+class MqttClient(InlineLoop):
     """One MQTT v5 connection that keeps itself connected; events go to `inbox`."""
 
     def __init__(
@@ -355,151 +266,6 @@ class MqttClient:
         self._client.loop_stop()
         self.connected.clear()
 
-    # ------------------------------------------------------------------ inline mode (the owner's thread)
-
-    def poll(self, timeout: float) -> None:
-        """Inline mode: connect when due, wait up to `timeout` s for network traffic or `wake`, handle it.
-
-        Callbacks run here and only enqueue: drain the inbox without blocking afterwards. Returns early when
-        something arrived, was woken, or a reconnect attempt is due. Never raises for network trouble.
-        """
-        if not self.inline_loop:
-            raise RuntimeError("MqttClient.poll() needs inline_loop=True")
-        wake_r = self._wake_r
-        if not self._started or self._stopping.is_set() or wake_r is None:
-            return
-        if self._link_down.is_set() and self._loop_running:  # dropped since the last poll (e.g. pause)
-            self._link_lost()
-        self._reconnect_if_due()
-        timeout = max(timeout, 0.0)
-        sock = self._client.socket() if self._loop_running else None
-        if not isinstance(sock, socket.socket):
-            sock = None
-        if sock is None and self._next_attempt_at is not None and self._want_connected.is_set():
-            timeout = min(timeout, max(self._next_attempt_at - time.monotonic(), 0.0))
-        rlist: list[socket.socket] = [wake_r]
-        wlist: list[socket.socket] = []
-        pending = 0
-        if sock is not None:
-            rlist.append(sock)
-            with self._lock:
-                if self._client.want_write():
-                    wlist.append(sock)
-            pending_fn = getattr(sock, "pending", None)  # TLS: bytes already decrypted, select cannot see
-            if pending_fn is not None:
-                pending = int(pending_fn())
-            if pending:
-                timeout = 0.0
-        try:
-            readable, _, _ = select.select(rlist, wlist, [], timeout)
-        except (OSError, ValueError):  # the socket was closed under us (pause or stop from another thread)
-            readable = []
-        if wake_r in readable:
-            with contextlib.suppress(OSError):
-                wake_r.recv(4096)
-        if sock is not None:
-            self._run_io(read=pending > 0 or sock in readable)
-        if self._link_down.is_set() and self._loop_running:
-            self._link_lost()
-
-    def wake(self) -> None:
-        """Interrupt a `poll` (inline mode; any thread; a no-op in threaded mode or before `start`)."""
-        wake_w = self._wake_w
-        if wake_w is None:
-            return
-        with contextlib.suppress(OSError):  # full (a wake-up is pending anyway) or closed (stopped)
-            wake_w.send(b"\0")
-
-    def wait_published(self, info: paho.MQTTMessageInfo | None, timeout: float) -> bool:
-        """`wait_published` that also drives the network in inline mode (from the owner's thread)."""
-        if not self.inline_loop:
-            return wait_published(info, timeout)
-        if info is None:
-            return False
-        deadline = time.monotonic() + timeout
-        while not info.is_published():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not self._loop_running:
-                return False
-            self.poll(min(remaining, STATE_POLL_S))
-        return True
-
-    def _run_io(self, *, read: bool) -> None:
-        """paho's read, write and keepalive steps under the lock (inline mode)."""
-        try:
-            with self._lock:
-                if not self._loop_running:
-                    return
-                if read:
-                    self._client.loop_read()
-                if self._client.want_write():  # e.g. the SUBSCRIBEs queued by on_connect, PUBACKs
-                    self._client.loop_write()
-                self._client.loop_misc()  # keepalive: PINGREQ when due, drop a link whose PINGRESP is late
-        except Exception:
-            self.counters.incr("poll_errors")
-            log.exception("MQTT %s: network step failed (ignored)", self.client_id)
-        if self._client.socket() is None:  # paho closed the socket (its on_disconnect has fired)
-            self._link_down.set()
-
-    def _reconnect_if_due(self) -> None:
-        """Inline mode: one connection attempt when the link is down, wanted, and the backoff has passed."""
-        if self._loop_running or not self._want_connected.is_set():
-            return
-        if self._next_attempt_at is None or time.monotonic() < self._next_attempt_at:
-            return
-        self._next_attempt_at = None
-        if self._open():
-            with self._lock:
-                self._loop_running = True
-            return
-        self._schedule_reconnect()
-
-    def _link_lost(self) -> None:
-        """Inline mode: the link dropped (or was paused): forget it and schedule the next attempt."""
-        with self._lock:
-            self._loop_running = False
-        self.connected.clear()
-        if self._accepted:
-            self._attempt = 0
-        if self._stopping.is_set() or not self._want_connected.is_set():
-            return  # paused or stopping: resume() asks for a connection at once
-        self._schedule_reconnect()
-
-    def _schedule_reconnect(self) -> None:
-        if self._accepted:
-            self._attempt = 0
-        delay = backoff_delay(
-            self._attempt,
-            min_s=self.settings.reconnect_min_s,
-            max_s=self.settings.reconnect_max_s,
-            rng=self._rng,
-        )
-        self._attempt += 1
-        self.counters.incr("reconnect_waits")
-        log.info("MQTT %s: reconnecting in %.3f s (attempt %d)", self.client_id, delay, self._attempt)
-        self._next_attempt_at = time.monotonic() + delay
-
-    def _stop_inline(self, timeout: float) -> None:
-        """After the DISCONNECT was queued: let it reach the socket, then close everything."""
-        deadline = time.monotonic() + timeout
-        while self._loop_running and not self._link_down.is_set() and time.monotonic() < deadline:
-            sock = self._client.socket()
-            if not isinstance(sock, socket.socket):
-                break
-            try:
-                select.select([], [sock], [], min(STATE_POLL_S, max(deadline - time.monotonic(), 0.0)))
-            except (OSError, ValueError):
-                break
-            self._run_io(read=False)
-        with self._lock:
-            self._loop_running = False
-            self._client._reset_sockets()  # the socket, if the DISCONNECT did not close it
-        self.connected.clear()
-        for sock in (self._wake_r, self._wake_w):
-            if sock is not None:
-                sock.close()
-        self._wake_r = self._wake_w = None
-
     # ------------------------------------------------------------------ API for the daemon's thread
 
     def subscribe(self, topic: str, qos: int = 1) -> None:
@@ -598,19 +364,3 @@ def _disable_nagle(client: paho.Client) -> None:
     sock = client.socket()
     if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-def wait_published(info: paho.MQTTMessageInfo | None, timeout: float) -> bool:
-    """Wait until a QoS>0 publish is acknowledged (False on timeout or when it was never sent)."""
-    if info is None:
-        return False
-    deadline = time.monotonic() + timeout
-    while not info.is_published():
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return False
-        try:
-            info.wait_for_publish(min(remaining, 0.1))
-        except (ValueError, RuntimeError):
-            return False
-    return True

@@ -1,0 +1,131 @@
+"""The agent's event pump: every wait drains the inbox, so statuses, predictions and results are handled at
+once and the policy is republished when it changed."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from edgeoff.ops import MAX_IDLE_WAIT_S, Operations
+from edgeoff.scenario import Scenario
+from edgeoff.wire import topics
+from edgeoff.wire.codec import decode_json, decode_msgpack
+from edgeoff.wire.errors import DecodeError, TopicError
+from edgeoff.wire.messages import Prediction, SiteProfile, SiteStatus, TaskResult
+from edgeoff.wire.mqtt import Connected, Counters, Disconnected, Message, MqttClient, MqttEvent
+from mobile_agent.meter import Detection
+from mobile_agent.planner import AgentView, Change, Planner
+from mobile_agent.record import RunRecord
+from mobile_agent.settings import AgentSettings
+from mobile_agent.twin_record import RunRecorder
+
+__all__ = ["EventPump"]
+
+log = logging.getLogger("edgeoff.agent")
+
+
+class EventPump:
+    """Event handling of `MobileAgent` (a mixin: the agent's state)."""
+
+    settings: AgentSettings
+    scenario: Scenario
+    planner: Planner
+    view: AgentView
+    site_ids: tuple[str, ...]
+    mobile: int
+    mqtt: MqttClient
+    counters: Counters
+    clock: Callable[[], float]
+    wall_clock: Callable[[], float]
+    record: RunRecord
+    recorder: RunRecorder
+    ops: Operations
+    stop: threading.Event
+    inbox: queue.Queue[MqttEvent]
+    _policy_dirty: bool
+
+    if TYPE_CHECKING:  # provided by another part of the class; declared for the type checker
+
+        def _publish_policy(self, *, progress_only: bool = False) -> None: ...  # PolicyPublishing's
+
+        def _on_result(self, result: TaskResult) -> None: ...  # RemoteAttempts'
+
+    def _pump(self, until: float, done: Callable[[], bool], *, interruptible: bool = False) -> None:
+        """Handle events until `done()`, the time `until` (clock), or (interruptible) a stop request."""
+        while not done():
+            self.ops.tick(connected=self.mqtt.connected.is_set())
+            if interruptible and self.stop.is_set():
+                return
+            remaining = until - self.clock()
+            if remaining <= 0:
+                return
+            try:
+                event = self.inbox.get(timeout=min(remaining, MAX_IDLE_WAIT_S))
+            except queue.Empty:
+                continue
+            self._handle(event)
+            if self._policy_dirty:
+                self._publish_policy()
+
+    def _handle(self, event: MqttEvent) -> None:
+        match event:
+            case Message():
+                try:
+                    self._on_message(event)
+                except (DecodeError, TopicError) as exc:
+                    self.counters.incr("in_dropped.invalid")
+                    log.warning("agent: dropped a message on %.80s: %s", event.topic, exc)
+            case Connected():
+                log.info("agent %s: connected", self.settings.agent)
+                self._policy_dirty = True
+            case Disconnected():
+                log.warning("agent %s: disconnected (reason %d)", self.settings.agent, event.reason_code)
+
+    def _on_message(self, message: Message) -> None:
+        parsed = topics.parse_topic(message.topic)
+        limit = self.settings.max_message_bytes
+        change: Change
+        match parsed.kind:
+            case "status":
+                change = self.view.apply_status(
+                    parsed.id, decode_json(SiteStatus, message.payload, max_bytes=limit)
+                )
+                self._on_change(parsed.id, change, "offline status")
+            case "profile":
+                change = self.view.apply_profile(
+                    parsed.id, decode_json(SiteProfile, message.payload, max_bytes=limit)
+                )
+                self._count_ignored(change, message.topic)
+            case "prediction":
+                prediction = decode_json(Prediction, message.payload, max_bytes=limit)
+                change = self.view.apply_prediction(parsed.id, prediction)
+                self._on_change(parsed.id, change, "detector:down prediction")
+            case "results" if parsed.id == self.settings.agent:
+                self._on_result(decode_msgpack(TaskResult, message.payload, max_bytes=limit))
+            case _:
+                raise TopicError(f"unexpected topic {message.topic[:80]!r}")
+
+    def _count_ignored(self, change: Change, topic: str) -> None:
+        if change == "ignored":
+            self.counters.incr("in_ignored")
+            log.info("agent: ignored a stale or unknown message on %.80s", topic)
+
+    def _on_change(self, site: str, change: Change, how: str) -> None:
+        self._count_ignored(change, site)
+        if change in ("changed", "down", "up"):
+            self._policy_dirty = True
+            i = self.site_ids.index(site)
+            self.recorder.site_view(
+                self.wall_clock(),
+                site,
+                known_down=bool(self.view.known_down()[i]),
+                forecast=float(self.view.forecasts()[i]),
+            )
+        if change == "down":
+            self.record.detections.append(Detection(site=site, ts=self.wall_clock(), how=how))
+            log.warning("agent: site %s is down (%s)", site, how)
+        elif change == "up":
+            log.info("agent: site %s is up", site)

@@ -1,0 +1,66 @@
+"""Settings of a prediction worker: every field is a flag (`--window-s`) and a variable
+(`EDGEOFF_WORKER_WINDOW_S`); see edgeoff.ops.settings. The heartbeat interval and the missed-heartbeat count
+are not settings of the worker: they come from the scenario's [detection], as the sites' interval does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from edgeoff.ids import Id
+from edgeoff.ops import OpsSettings
+from edgeoff.wire.settings import DaemonSettings
+from prediction_worker.availability_trace import (
+    DEFAULT_MAX_WINDOWS,
+    DEFAULT_MIN_WINDOWS,
+    DEFAULT_REFIT_EVERY,
+    DEFAULT_WINDOW_S,
+)
+from prediction_worker.detector import (
+    DEFAULT_PHI_MIN_STD_S,
+    DEFAULT_PHI_PAUSE_S,
+    DEFAULT_PHI_THRESHOLD,
+    DEFAULT_PHI_WINDOW,
+    Shard,
+)
+
+__all__ = ["WorkerSettings"]
+
+
+class WorkerSettings(DaemonSettings, OpsSettings):
+    """Settings of a prediction worker: environment `EDGEOFF_WORKER_*` (`EDGEOFF_WORKER_BROKER__HOST`)."""
+
+    model_config = SettingsConfigDict(env_prefix="EDGEOFF_WORKER_")
+
+    worker_id: Id = "worker-0"  # id of this worker: client id, Redis counters, verdict records
+    detector: Literal["fixed", "phi"] = "fixed"  # fixed: missed heartbeats; phi: phi-accrual
+    phi_threshold: Annotated[float, Field(gt=0)] = DEFAULT_PHI_THRESHOLD  # phi detector: suspicion level
+    phi_window: Annotated[int, Field(ge=2)] = DEFAULT_PHI_WINDOW  # phi detector: intervals remembered
+    phi_min_std_s: Annotated[float, Field(gt=0)] = DEFAULT_PHI_MIN_STD_S  # phi detector: std floor, s
+    phi_pause_s: Annotated[float, Field(ge=0)] = DEFAULT_PHI_PAUSE_S  # phi detector: acceptable pause, s
+    poll_s: Annotated[float, Field(gt=0)] = 0.025  # detector polling: adds at most this to detection time
+    window_s: Annotated[float, Field(gt=0)] = DEFAULT_WINDOW_S  # availability window, wall seconds
+    window_trace_h: Annotated[float, Field(gt=0)] = 24.0  # trace hours one window stands for (mttf model)
+    max_windows: Annotated[int, Field(ge=2)] = DEFAULT_MAX_WINDOWS  # windows kept per site
+    min_windows: Annotated[int, Field(ge=2)] = DEFAULT_MIN_WINDOWS  # windows before a forecaster is fitted
+    refit_every: Annotated[int, Field(ge=1)] = DEFAULT_REFIT_EVERY  # closed windows between refits
+    epsilon: Annotated[float, Field(ge=0, lt=1)] = 0.01  # smaller forecast moves are not published
+    max_verdicts: Annotated[int, Field(ge=1)] = 1000  # verdicts kept per site in Redis
+    shard: str = "0/1"  # i/n: handle the sites whose stable hash mod n is i
+    shared: bool = False  # subscribe through $share/{share_group}/...
+    share_group: Id = "workers"  # the shared subscription group
+    scenario: Path | None = None  # None: the paper's scenario
+    dataset: str | None = None  # seed each site's history from its LANL node in this dataset
+    stats_s: Annotated[float, Field(gt=0)] = 2.0  # how often counters are written to Redis
+
+    @field_validator("shard")
+    @classmethod
+    def _shard_valid(cls, value: str) -> str:
+        return str(Shard.parse(value))
+
+    @property
+    def shard_spec(self) -> Shard:
+        return Shard.parse(self.shard)
