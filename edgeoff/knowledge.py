@@ -75,9 +75,8 @@ def engine_input(
             out: np.ndarray = np.where(np.isnan(mean_down), np.asarray(forecast, dtype=float), mapped)
             return out
         case "mtbf-reliability":  # an unknown chain (NaN): assumed up
-            return np.nan_to_num(
-                chain.stays_up(duration, np.asarray(mean_up) + np.asarray(mean_down)), nan=1.0
-            )
+            reliability: np.ndarray = chain.stays_up(duration, np.asarray(mean_up) + np.asarray(mean_down))
+            return np.asarray(np.nan_to_num(reliability, nan=1.0), dtype=float)
         case "mtbf-steady-state":
             steady = np.nan_to_num(chain.steady_state(mean_up, mean_down), nan=1.0)
             return np.broadcast_to(steady, shape).astype(float)
