@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edgeoff.commands.sweep import run_sweep
 from edgeoff.engines import ENGINES, PAPER_ENGINES
 from edgeoff.errors import EvaluationError
 from edgeoff.evaluation.experiment import (
@@ -65,8 +66,8 @@ def add_parser(subparsers: Any) -> None:
         default=PAPER_ENGINES,
         help=f"comma-separated from {', '.join(ENGINES)}, or 'all' (default: the paper's three)",
     )
-    parser.add_argument("--apps", type=_positive, default=1000, help="application runs per repetition")
-    parser.add_argument("--reps", type=_positive, default=100, help="repetitions")
+    parser.add_argument("--apps", type=_positive, help="application runs per repetition (default 1000)")
+    parser.add_argument("--reps", type=_positive, help="repetitions (default 100; 20 per cell with --sweep)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--scenario", type=Path, help="scenario TOML file (default: the paper's)")
     parser.add_argument(
@@ -85,6 +86,22 @@ def add_parser(subparsers: Any) -> None:
         "setting, "
         "the others sensitivity runs (default: the scenario's, 10 x 150 ms)",
     )
+    parser.add_argument(
+        "--sweep",
+        action="store_true",
+        help="the regime map instead: time compression x detection time for one dataset (default DS1); "
+        "writes regime.json and regime.png",
+    )
+    parser.add_argument(
+        "--sweep-compressions",
+        type=_seconds_list("trace seconds per wall second"),
+        help="the map's time compressions, comma-separated (default 36,180,900,3600,12000,36000)",
+    )
+    parser.add_argument(
+        "--sweep-detections",
+        type=_seconds_list("seconds"),
+        help="the map's detection times in seconds, comma-separated (default 0.15,0.5,1.5,3)",
+    )
     parser.add_argument("--workers", type=_positive, default=os.cpu_count() or 1, help="processes")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
@@ -100,6 +117,11 @@ def run(args: argparse.Namespace) -> int:
     unknown = [e for e in engines if e not in ENGINES]
     if unknown:
         raise EvaluationError(f"unknown engine(s) {', '.join(unknown)} (known: {', '.join(ENGINES)})")
+    if args.sweep:
+        sweep_engines = tuple(ENGINES) if args.engines == PAPER_ENGINES else engines
+        return run_sweep(args, scenario, sweep_engines)
+    args.apps = 1000 if args.apps is None else args.apps
+    args.reps = 100 if args.reps is None else args.reps
     hours = args.time_compression or (
         scenario.simulation.time_compression,
         scenario.simulation.time_compression / 10,

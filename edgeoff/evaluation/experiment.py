@@ -18,6 +18,7 @@ import numpy as np
 
 from edgeoff.engines import get_engine
 from edgeoff.evaluation.forecasts import WindowForecaster
+from edgeoff.evaluation.paired import REPS_KEY, add_paired
 from edgeoff.evaluation.simulator import Group, RunResult, SiteBehaviour, simulate_groups
 from edgeoff.forecasting import (
     LastValueForecaster,
@@ -207,6 +208,7 @@ def _run(job: _Job) -> list[dict[str, Any]]:
         record["setting"] = job.setting_index
         record["time_compression"] = job.setting.time_compression
         record["detection_s"] = job.setting.detection_s
+        record[REPS_KEY] = run.rt_s.tolist()
         records.append(record)
     return records
 
@@ -217,8 +219,11 @@ def run_experiment(
     traces: dict[str, NodeTrace],
     forecasts: Forecasts,
     on_done: Callable[[dict[str, Any]], None] | None = None,
+    *,
+    keep_reps: bool = False,
 ) -> list[dict[str, Any]]:
-    """Simulate every (trace setting, dataset, engine); records in that order, however they finish."""
+    """Simulate every (trace setting, dataset, engine); records in that order, however they finish.
+    `keep_reps`: leave each record's per-repetition response times (edgeoff.evaluation.paired.REPS_KEY)."""
     for name in config.engines:
         get_engine(name)
     groups = tuple(
@@ -246,6 +251,7 @@ def run_experiment(
                 for record in batch:
                     if on_done:
                         on_done(record)
+    add_paired(records, keep_reps=keep_reps)
     datasets, engines = list(config.datasets), list(config.engines)
     return sorted(
         records, key=lambda r: (r["setting"], datasets.index(r["dataset"]), engines.index(r["engine"]))

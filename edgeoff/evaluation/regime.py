@@ -1,0 +1,117 @@
+"""The regime map (`edgeoff evaluate --sweep`): where does prediction pay?
+
+A grid of the failure time scale (time compression: trace seconds per wall second, i.e. how many trace
+hours of failure behaviour pass while the phone works one second) by the detection time (the detector's
+delay), for one dataset. In each cell every engine runs on the same random numbers; the share of the
+reactive-to-oracle gap an engine closes is
+
+    (RT_reactive - RT_engine) / (RT_reactive - RT_oracle)
+
+(1: as good as knowing every site's state, 0: no better than the detector alone, negative: worse). Where
+the gap itself is within two standard errors of zero (paired over repetitions) there is nothing to close
+and the share is reported as null.
+
+Outputs: regime.json (one record per cell) and regime.png (a heatmap of the share closed by the best
+predicting engine, each cell labelled with the share and the engine).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeoff.evaluation.paired import REPS_KEY, paired_difference
+
+__all__ = [
+    "DEFAULT_COMPRESSIONS",
+    "DEFAULT_DETECTIONS",
+    "ORACLE",
+    "REACTIVE",
+    "regime_cells",
+    "write_regime",
+]
+
+DEFAULT_COMPRESSIONS = (36.0, 180.0, 900.0, 3600.0, 12000.0, 36000.0)
+DEFAULT_DETECTIONS = (0.15, 0.5, 1.5, 3.0)
+REACTIVE, ORACLE = "mdp-reactive", "mdp-oracle"
+NOT_PREDICTING = (REACTIVE, ORACLE)
+
+
+def regime_cells(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per grid cell from the experiment's records (one setting per cell, run with
+    `keep_reps`: each carries its per-repetition response times)."""
+    reps = {(r["setting"], r["engine"]): r[REPS_KEY] for r in records}
+    cells: dict[int, dict[str, Any]] = {}
+    for r in records:
+        cell = cells.setdefault(
+            r["setting"],
+            {"time_compression": r["time_compression"], "detection_s": r["detection_s"], "engines": {}},
+        )
+        cell["engines"][r["engine"]] = {
+            "rt_s": r["rt_s"]["mean"],
+            "failures_per_1000_apps": r["failures_per_1000_apps"],
+        }
+    out = []
+    for setting, cell in sorted(cells.items()):
+        reactive, oracle = reps[(setting, REACTIVE)], reps[(setting, ORACLE)]
+        gap = paired_difference(reactive, oracle)
+        cell["gap_s"] = gap
+        significant = gap["low_s"] > 0
+        best, best_share = None, None
+        for engine, figures in cell["engines"].items():
+            share = None
+            if significant:
+                share = float(np.mean(reactive) - np.mean(reps[(setting, engine)])) / gap["mean_s"]
+            figures["gap_closed"] = share
+            if (
+                engine not in NOT_PREDICTING
+                and share is not None
+                and (best_share is None or share > best_share)
+            ):
+                best, best_share = engine, share
+        cell["best_predicting"] = {"engine": best, "gap_closed": best_share}
+        out.append(cell)
+    return out
+
+
+def write_regime(out: Path, cells: Sequence[dict[str, Any]], config: dict[str, Any]) -> None:
+    """regime.json and regime.png into `out` (a staging folder)."""
+    (out / "regime.json").write_text(json.dumps({"config": config, "cells": list(cells)}, indent=2) + "\n")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    compressions = sorted({c["time_compression"] for c in cells})
+    detections = sorted({c["detection_s"] for c in cells})
+    grid = np.full((len(detections), len(compressions)), np.nan)
+    labels = [["" for _ in compressions] for _ in detections]
+    for c in cells:
+        i, j = detections.index(c["detection_s"]), compressions.index(c["time_compression"])
+        share, engine = c["best_predicting"]["gap_closed"], c["best_predicting"]["engine"]
+        if share is None:
+            labels[i][j] = f"no gap\n({c['gap_s']['mean_s']:.1f} s)"
+        else:
+            grid[i, j] = share * 100.0
+            labels[i][j] = f"{share * 100:.0f} %\n{engine}"
+    fig, ax = plt.subplots(figsize=(1.6 * len(compressions) + 2, 1.1 * len(detections) + 1.5))
+    cmap = matplotlib.colormaps["RdYlGn"].with_extremes(bad="#dddddd")
+    image = ax.imshow(np.clip(grid, -100, 100), cmap=cmap, vmin=-100, vmax=100, aspect="auto", origin="lower")
+    for i in range(len(detections)):
+        for j in range(len(compressions)):
+            ax.text(j, i, labels[i][j], ha="center", va="center", fontsize=7)
+    ax.set_xticks(range(len(compressions)), [f"{c:g}" for c in compressions])
+    ax.set_yticks(range(len(detections)), [f"{d:g}" for d in detections])
+    ax.set_xlabel("time compression (trace seconds per wall second)")
+    ax.set_ylabel("detection time (s)")
+    ax.set_title(
+        f"{config['dataset']}: share of the reactive-to-oracle gap closed by the best predicting engine"
+    )
+    fig.colorbar(image, ax=ax, label="gap closed (%)")
+    fig.tight_layout()
+    fig.savefig(out / "regime.png", dpi=120)
+    plt.close(fig)
