@@ -28,14 +28,16 @@ __all__ = ["KubeHybridSettings", "kubehybrid_scores"]
 class KubeHybridSettings:
     """Score weights (they sum to 1) and the cost of check-pointing.
 
-    The weights are the best of four candidates on a tuning seed (benchmarks/tune.py), the same effort the
-    MDP engines' discount got; the untuned 0.4/0.3/0.1/0.2 had 11 % longer response times.
+    The weights are the best of four candidates on a tuning seed (benchmarks/tune.py,
+    docs/evaluation/tune.log), the same effort the MDP engines' discount got: even weights, 724.8 s per
+    1000 apps against 725.4 s for the untuned 0.4/0.3/0.1/0.2 and 732.4 s for the availability-heavy
+    0.3/0.2/0/0.5 that won before the model knew the detector.
     """
 
-    response_time_weight: float = 0.3
-    energy_weight: float = 0.2
-    resources_weight: float = 0.0
-    availability_weight: float = 0.5
+    response_time_weight: float = 0.25
+    energy_weight: float = 0.25
+    resources_weight: float = 0.25
+    availability_weight: float = 0.25
     # Writing checkpoints slows an offloaded task's execution by this fraction (periodic state snapshots).
     checkpoint_overhead: float = 0.05
     # Seconds to restore the last checkpoint on another site after a failure (phone idle meanwhile).
