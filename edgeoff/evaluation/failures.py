@@ -22,12 +22,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 from edgeoff import chain
 
-__all__ = ["BLOCK", "ChangePath", "SiteState", "fixed_path", "markov_path", "stack_paths"]
+__all__ = [
+    "BLOCK",
+    "ChangePath",
+    "ChangeQueries",
+    "SiteState",
+    "fixed_path",
+    "markov_path",
+    "queried_path",
+    "stack_paths",
+]
 
 BLOCK = 16  # periods drawn per extension of a Markov path
 
@@ -158,6 +168,47 @@ def markov_path(
 
     changes = np.concatenate([first[:, :, None], extend()], axis=2)
     return ChangePath(up0, since0, changes, extend)
+
+
+class ChangeQueries(Protocol):
+    """A failure process that answers queries at simulated (model) seconds, arrays (R, S): e.g. the replay
+    of real LANL outages (edgeoff.traces.replay.OutageReplay)."""
+
+    def up(self, t_s: np.ndarray) -> np.ndarray: ...
+
+    def until_change(self, t_s: np.ndarray) -> np.ndarray: ...
+
+    def since_change(self, t_s: np.ndarray) -> np.ndarray: ...
+
+
+NUDGE_S = 1e-9  # query just after a change, so that it is behind (shorter than any replayed period)
+
+
+def queried_path(source: ChangeQueries, trace_h_per_s: float) -> ChangePath:
+    """A path read from `source` by its change times, converted to trace hours (x `trace_h_per_s`);
+    it grows by BLOCK changes per row when the simulation reads past them."""
+    zero = np.zeros(1)
+    up0 = np.asarray(source.up(zero), dtype=bool)
+    R, S = up0.shape
+    since0 = -np.asarray(source.since_change(zero), dtype=float) * trace_h_per_s
+    last = [np.zeros((R, S))]  # model seconds of the last change read
+
+    def extend() -> np.ndarray:
+        block = np.empty((R, S, BLOCK))
+        t = last[0]
+        for k in range(BLOCK):
+            finite = np.isfinite(t)
+            probe = np.where(finite, t, 0.0) + (NUDGE_S if k or t.any() else 0.0)
+            nxt = np.empty((R, S))
+            for s in range(S):  # each site's column at its own time
+                nxt[:, s] = probe[:, s] + np.asarray(source.until_change(probe[:, s]), dtype=float)[:, s]
+            t = np.where(finite, nxt, np.inf)
+            block[:, :, k] = t
+        last[0] = t
+        out: np.ndarray = block * trace_h_per_s
+        return out
+
+    return ChangePath(up0, since0, extend(), extend)
 
 
 def fixed_path(
