@@ -15,7 +15,10 @@ class Periodic:
         self.offsets = offsets  # (R,)
 
     def _pos(self, t: np.ndarray) -> np.ndarray:
-        return np.mod(np.asarray(t, dtype=float)[:, None] + self.offsets[:, None], 4.0) * np.ones((1, 2))
+        out: np.ndarray = np.mod(np.asarray(t, dtype=float)[:, None] + self.offsets[:, None], 4.0) * np.ones(
+            (1, 2)
+        )
+        return out
 
     def up(self, t: np.ndarray) -> np.ndarray:
         return self._pos(np.broadcast_to(t, self.offsets.shape)) < 3.0
