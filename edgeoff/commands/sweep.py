@@ -13,11 +13,8 @@ from typing import Any
 
 from edgeoff.errors import EvaluationError
 from edgeoff.evaluation.experiment import (
-    ExperimentConfig,
-    Setting,
     fit_forecasts,
     load_traces,
-    run_experiment,
 )
 from edgeoff.evaluation.regime import (
     DEFAULT_COMPRESSIONS,
@@ -25,6 +22,7 @@ from edgeoff.evaluation.regime import (
     ORACLE,
     REACTIVE,
     regime_cells,
+    run_grid,
     write_regime,
 )
 from edgeoff.files import staged_folder
@@ -46,13 +44,23 @@ def run_sweep(args: argparse.Namespace, scenario: Scenario, engines: tuple[str, 
     engines = tuple(dict.fromkeys((*engines, REACTIVE, ORACLE)))  # the bounds the share is measured by
     compressions = args.sweep_compressions or DEFAULT_COMPRESSIONS
     detections = args.sweep_detections or DEFAULT_DETECTIONS
-    settings = tuple(Setting(c, d) for d in detections for c in compressions)
     reps = args.reps if args.reps is not None else SWEEP_REPS
     apps = args.apps if args.apps is not None else SWEEP_APPS
-    config = ExperimentConfig((dataset,), engines, settings, apps, reps, args.seed, args.workers)
     traces = load_traces(scenario, (dataset,), args.lanl)
     forecasts = fit_forecasts(traces, scenario.simulation.prediction_window_h)
-    records = run_experiment(scenario, config, traces, forecasts, keep_reps=True)
+    records = run_grid(
+        scenario,
+        dataset,
+        engines,
+        compressions,
+        detections,
+        traces,
+        forecasts,
+        apps=apps,
+        reps=reps,
+        seed=args.seed,
+        workers=args.workers,
+    )
     cells = regime_cells(records)
     seconds = time.perf_counter() - started
     record: dict[str, Any] = {

@@ -36,6 +36,7 @@ __all__ = [
     "ExperimentConfig",
     "Forecasts",
     "Setting",
+    "behaviours",
     "fit_forecasts",
     "forecast_errors",
     "load_traces",
@@ -121,7 +122,7 @@ def fit_forecasts(traces: dict[str, NodeTrace], window_h: float) -> Forecasts:
     return Forecasts(by_node, selections)
 
 
-def _behaviours(
+def behaviours(
     scenario: Scenario, dataset: str, traces: dict[str, NodeTrace], forecasts: Forecasts
 ) -> dict[int, SiteBehaviour]:
     out = {}
@@ -228,7 +229,7 @@ def run_experiment(
         get_engine(name)
     groups = tuple(
         # The seed keys on the dataset, not the engine: every engine meets the same workload and failures.
-        Group(_behaviours(scenario, d, traces, forecasts), (config.seed, list(scenario.datasets).index(d)))
+        Group(behaviours(scenario, d, traces, forecasts), (config.seed, list(scenario.datasets).index(d)))
         for d in config.datasets
     )
     jobs = [

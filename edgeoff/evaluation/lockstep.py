@@ -58,17 +58,20 @@ class DetectorView(Protocol):
 
 @dataclass(frozen=True)
 class DelayDetector:
-    """The heartbeat detector: a failure is known `delay_h` trace hours after it starts."""
+    """The heartbeat detector: a failure is known `delay_h` trace hours after it starts; one delay per row
+    (R,), or one for all."""
 
-    delay_h: float
+    delay_h: float | np.ndarray
 
     def known_down(self, now: np.ndarray, state: SiteState) -> np.ndarray:
-        return knowledge.detector_known_down(state.up, state.since, now[:, None], self.delay_h)
+        delay = np.broadcast_to(np.asarray(self.delay_h, dtype=float), now.shape)[:, None]
+        return knowledge.detector_known_down(state.up, state.since, now[:, None], delay)
 
     def notices(
         self, rows: np.ndarray, sites: np.ndarray, fail_start: np.ndarray, outage_end: np.ndarray
     ) -> np.ndarray:
-        verdict = fail_start + self.delay_h
+        delay = np.asarray(self.delay_h, dtype=float)
+        verdict = fail_start + (delay[rows] if delay.ndim else delay)
         out: np.ndarray = np.where(outage_end > verdict, verdict, np.inf)
         return out
 
@@ -85,6 +88,7 @@ class Inputs:
     jitter: Callable[[], np.ndarray] | None = None  # standard normals (2, R) per step; None: none
     start_h: np.ndarray | None = None  # (R,) the clock at the start; None: 0
     app_start_h: np.ndarray | None = None  # (R, apps) clock at each app's start (a replayed run)
+    trace_h_per_s: np.ndarray | None = None  # (R,) trace hours per model second; None: the scenario's
 
 
 @dataclass(frozen=True)
@@ -116,7 +120,12 @@ def run_lockstep(
     deadline = deadline or ResultDeadline()
     S, m = model.n_sites, model.mobile
     R, T = work.valid.shape
-    k_h = scenario.simulation.trace_h_per_s  # trace hours per model second
+    # trace hours per model second, per row (groups of rows may run at different time compressions)
+    k_h = (
+        np.full(R, scenario.simulation.trace_h_per_s)
+        if inputs.trace_h_per_s is None
+        else inputs.trace_h_per_s
+    )
     think_h = scenario.simulation.think_s * k_h
     decision = scenario.decision
     if engine.discount is not None:
@@ -140,7 +149,7 @@ def run_lockstep(
         new_app = active & work.first[:, t]
         if inputs.app_start_h is not None:
             clock = np.where(new_app, inputs.app_start_h[r_idx, work.app[:, t]], clock)
-        elif think_h > 0:
+        elif scenario.simulation.think_s > 0:
             clock = np.where(new_app & (work.app[:, t] > 0), clock + think_h, clock)
         src = work.source[:, t]
         state = np.where(src >= 0, site_of[r_idx, np.maximum(src, 0)], m)
@@ -154,7 +163,7 @@ def run_lockstep(
         forecast = inputs.forecast.at(clock) if inputs.forecast is not None else None
         engine_p = knowledge.engine_input(
             engine.availability,
-            duration=phases.at_risk_s * k_h,
+            duration=phases.at_risk_s * k_h[:, None],
             mean_up=inputs.mean_up_h,
             mean_down=inputs.mean_down_h,
             forecast=forecast,
@@ -209,16 +218,17 @@ def run_lockstep(
             path = inputs.path.state_at(probe)
             site_up, since = path.up[rows, a], path.since[rows, a]
             until, after = path.until[rows, a], path.after[rows, a]
-            at_risk_h = (up_s + ex_s) * k_h
+            kr = k_h[rows]
+            at_risk_h = (up_s + ex_s) * kr
             ok = ~remote | (site_up & (until >= tau[rows] + at_risk_h))
             # a failed attempt: the failure's start, and whether the detector notices it before it ends
             fail_start = np.where(site_up, until, since)
             outage_end = np.where(site_up, after, until)
             noticed = inputs.detector.notices(rows, a, fail_start, outage_end)
-            exec_start = tau[rows] + up_s * k_h
-            timeout_h = exec_start + deadline.model_s(up_s + ex_s + down_s) * k_h
+            exec_start = tau[rows] + up_s * kr
+            timeout_h = exec_start + deadline.model_s(up_s + ex_s + down_s) * kr
             fail_at = np.maximum(np.where(np.isfinite(noticed), noticed, timeout_h), exec_start)
-            wait_s = np.where(ok, 0.0, (fail_at - tau[rows]) / k_h - up_s)
+            wait_s = np.where(ok, 0.0, (fail_at - tau[rows]) / kr - up_s)
             # costs of this attempt (rule 4 and 5 of edgeoff.cost): active and idle phases
             up_active = ~upload_idle[st, a]
             ex_active = ~exec_idle[a]
@@ -254,12 +264,12 @@ def run_lockstep(
                     force_local[fail_rows] = True
                 elif engine.recovery == "checkpoint":
                     # execution done before the failure, in model seconds; saved up to the last checkpoint
-                    progress = np.clip((fail_start[~ok] - exec_start[~ok]) / k_h, 0.0, ex_s[~ok])
+                    progress = np.clip((fail_start[~ok] - exec_start[~ok]) / kr[~ok], 0.0, ex_s[~ok])
                     step = kube.checkpoint_interval_s
                     saved = np.floor(progress / step) * step if step > 0 else np.zeros_like(progress)
                     saved_mi[fail_rows] += saved * model.mips[af]
                     spent_s[fail_rows] += kube.restore_s
-                    tau[fail_rows] += kube.restore_s * k_h
+                    tau[fail_rows] += kube.restore_s * kr[~ok]
 
         if inputs.jitter is not None:  # the final attempt's transfers take their sampled latency
             z = inputs.jitter()

@@ -19,12 +19,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgeoff.engines import get_engine
+from edgeoff.evaluation.experiment import Forecasts, Setting, behaviours
 from edgeoff.evaluation.paired import REPS_KEY, paired_difference
+from edgeoff.evaluation.simulator import Group, simulate_groups
+from edgeoff.scenario import Scenario
+from edgeoff.traces import NodeTrace
 
 __all__ = [
     "DEFAULT_COMPRESSIONS",
@@ -32,6 +39,7 @@ __all__ = [
     "ORACLE",
     "REACTIVE",
     "regime_cells",
+    "run_grid",
     "write_regime",
 ]
 
@@ -39,6 +47,71 @@ DEFAULT_COMPRESSIONS = (36.0, 180.0, 900.0, 3600.0, 12000.0, 36000.0)
 DEFAULT_DETECTIONS = (0.15, 0.5, 1.5, 3.0)
 REACTIVE, ORACLE = "mdp-reactive", "mdp-oracle"
 NOT_PREDICTING = (REACTIVE, ORACLE)
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One engine at one detection time: every time compression of the grid stacked in one pass."""
+
+    scenario: Scenario
+    engine: str
+    dataset: str
+    sites: Any
+    compressions: tuple[float, ...]
+    detection_s: float
+    first_setting: int
+    apps: int
+    reps: int
+    seed: int
+
+
+def _run(job: _Job) -> list[dict[str, Any]]:
+    scenario = Setting(job.compressions[0], job.detection_s).apply(job.scenario)
+    # the same seed in every cell: the same workload and the same failure path (in trace time) per cell
+    groups = [Group(job.sites, (job.seed, 0), time_compression=c) for c in job.compressions]
+    runs = simulate_groups(scenario, groups, get_engine(job.engine), apps=job.apps, reps=job.reps)
+    return [
+        {
+            "setting": job.first_setting + i,
+            "engine": job.engine,
+            "dataset": job.dataset,
+            "time_compression": c,
+            "detection_s": job.detection_s,
+            "rt_s": {"mean": float(run.rt_s.mean())},
+            "failures_per_1000_apps": float(run.failures.mean() / job.apps * 1000.0),
+            REPS_KEY: run.rt_s.tolist(),
+        }
+        for i, (c, run) in enumerate(zip(job.compressions, runs, strict=True))
+    ]
+
+
+def run_grid(
+    scenario: Scenario,
+    dataset: str,
+    engines: Sequence[str],
+    compressions: Sequence[float],
+    detections: Sequence[float],
+    traces: dict[str, NodeTrace],
+    forecasts: Forecasts,
+    *,
+    apps: int,
+    reps: int,
+    seed: int,
+    workers: int,
+) -> list[dict[str, Any]]:
+    """Every engine in every cell; records (one per cell and engine) for :func:`regime_cells`."""
+    sites = behaviours(scenario, dataset, traces, forecasts)
+    jobs = [
+        _Job(scenario, e, dataset, sites, tuple(compressions), d, k * len(compressions), apps, reps, seed)
+        for k, d in enumerate(detections)
+        for e in engines
+    ]
+    if workers <= 1:
+        batches = list(map(_run, jobs))
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            batches = list(pool.map(_run, jobs))
+    return [record for batch in batches for record in batch]
 
 
 def regime_cells(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

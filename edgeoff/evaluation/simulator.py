@@ -71,10 +71,12 @@ class RunResult:
 
 @dataclass(frozen=True)
 class Group:
-    """One setting to simulate: the sites' failure behaviour and the seed of its random streams."""
+    """One setting to simulate: the sites' failure behaviour, the seed of its random streams and, to run
+    several time scales in one pass (the regime map), its own time compression (None: the scenario's)."""
 
     sites: Mapping[int, SiteBehaviour]
     seed: tuple[int, ...]
+    time_compression: float | None = None
 
 
 def simulate(
@@ -114,7 +116,7 @@ def simulate_groups(
     group, since every group keeps its own random streams, in a fraction of the time."""
     kube = kubehybrid or KubeHybridSettings()
     S = len(scenario.sites)
-    works, paths, ups, downs, jitter_rngs = [], [], [], [], []
+    works, paths, ups, downs, jitter_rngs, k_h, delay_h = [], [], [], [], [], [], []
     forecast_groups = []
     for g, group in enumerate(groups):
         works.append(draw_workload(scenario, apps, reps, np.random.default_rng([*group.seed, 0])))
@@ -123,6 +125,10 @@ def simulate_groups(
         ups.append(np.broadcast_to(up, (reps, S)))
         downs.append(np.broadcast_to(down, (reps, S)))
         jitter_rngs.append(np.random.default_rng([*group.seed, 2]))
+        compression = group.time_compression or scenario.simulation.time_compression
+        detection = scenario.detection.detection_s
+        k_h.append(np.full(reps, compression / 3600.0))
+        delay_h.append(np.full(reps, detection * compression / 3600.0))
         if engine.availability in ("svr", "selected"):
             by_site = {}
             for i, b in group.sites.items():
@@ -145,11 +151,12 @@ def simulate_groups(
 
     inputs = Inputs(
         path=path,
-        detector=DelayDetector(scenario.detection.detection_s * scenario.simulation.trace_h_per_s),
+        detector=DelayDetector(np.concatenate(delay_h)),
         mean_up_h=np.concatenate(ups),
         mean_down_h=np.concatenate(downs),
         forecast=forecast,
         jitter=jitter,
+        trace_h_per_s=np.concatenate(k_h),
     )
     totals = run_lockstep(scenario, engine, stack_workloads(works), inputs, kube)
     return [_result(totals, slice(g * reps, (g + 1) * reps)) for g in range(len(groups))]
