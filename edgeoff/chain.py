@@ -33,8 +33,7 @@ __all__ = [
 def steady_state(mean_up: ArrayLike, mean_down: ArrayLike) -> np.ndarray:
     """π, the long-run share of time up: mean_up / (mean_up + mean_down); 1 where mean_down is 0."""
     up, down = np.asarray(mean_up, dtype=float), np.asarray(mean_down, dtype=float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out: np.ndarray = np.where(down > 0, up / (up + down), 1.0)
+    out: np.ndarray = np.where(np.isinf(up) | (down <= 0), 1.0, up / np.where(np.isinf(up), 1.0, up + down))
     return out
 
 
@@ -43,9 +42,12 @@ def p_up_after(up_now: ArrayLike, dt: ArrayLike, mean_up: ArrayLike, mean_down: 
     up, down = np.asarray(mean_up, dtype=float), np.asarray(mean_down, dtype=float)
     p0 = np.asarray(up_now, dtype=float)
     pi = steady_state(up, down)
-    with np.errstate(divide="ignore"):
-        rate = 1.0 / up + np.where(down > 0, 1.0 / np.where(down > 0, down, 1.0), np.inf)
-    decay = np.exp(-rate * np.asarray(dt, dtype=float))  # e^{-(λ+μ) dt}; 0 when μ is infinite
+    rate = 1.0 / up + np.where(down > 0, 1.0 / np.where(down > 0, down, 1.0), np.inf)  # λ + μ, μ = inf at 0
+    elapsed = np.asarray(dt, dtype=float)
+    # e^{-(λ+μ) dt}: 1 for dt = 0 (also when μ is infinite: nothing happens in no time), 0 for dt > 0 and
+    # μ infinite (an instant repair), e^{-λ dt} when the site never fails and never repairs (λ = μ = 0).
+    with np.errstate(invalid="ignore"):
+        decay = np.where(elapsed > 0, np.exp(-rate * np.where(elapsed > 0, elapsed, 0.0)), 1.0)
     out: np.ndarray = pi + (p0 - pi) * decay
     return out
 

@@ -14,19 +14,30 @@ adds its own availability input, at the time scale of the task it decides (edgeo
   lost to a naive forecaster; see edgeoff.forecasting.select_forecaster).
 - `mdp-reactive` (no prediction): the MDP on the detector alone: every site not known down is assumed up.
 - `mdp-oracle` (upper bound): the MDP knowing each site's true state at decision time (not the future).
+- `mdp-belief`: the same MDP fed by the probability that each site stays up for the task given the detector's
+  last observation and the time since, from its two-state chain (edgeoff.forecasting.belief).
+- `dag-<source>` (`dag-svr`, `dag-selected`, `dag-belief`, `dag-reactive`, `dag-oracle`): the DAG-aware
+  MDP over an application's tasks (edgeoff.dag), planned once per application with the availability
+  source of `mdp-<source>`; Algorithm 2 follows its fallback chain.
+
+The engines of issue 9 (`mdp-belief`, `dag-*`) are in ISSUE_9_ENGINES: `get_engine` knows them (the live
+agent runs `dag-selected`), `ENGINES` (what `--engines all` runs offline) takes them in once the simulator
+runs them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from edgeoff.errors import EvaluationError
 
-__all__ = ["ENGINES", "PAPER_ENGINES", "Engine", "get_engine"]
+__all__ = ["DAG_SOURCES", "ENGINES", "ISSUE_9_ENGINES", "PAPER_ENGINES", "Engine", "get_engine"]
 
-AvailabilitySource = Literal["svr", "selected", "mtbf-reliability", "mtbf-steady-state", "detector", "oracle"]
-Ranking = Literal["mdp", "score"]
+AvailabilitySource = Literal[
+    "svr", "selected", "mtbf-reliability", "mtbf-steady-state", "detector", "oracle", "belief"
+]
+Ranking = Literal["mdp", "score", "dag"]
 Recovery = Literal["next-best", "local", "checkpoint"]
 
 
@@ -65,9 +76,31 @@ ENGINES: dict[str, Engine] = {
 
 PAPER_ENGINES = ("mdp-svr", "kubehybrid", "efpo")  # the paper's comparison; the bounds are opt-in
 
+_BELIEF = Engine(
+    "mdp-belief", "belief", "mdp", "next-best", description="MDP on the chain's belief given the detector"
+)
+DAG_SOURCES = ("svr", "selected", "belief", "reactive", "oracle")  # dag-<source> runs mdp-<source>'s input
+
+
+def _dag(source: str) -> Engine:
+    base = {**ENGINES, _BELIEF.name: _BELIEF}[f"mdp-{source}"]
+    return replace(
+        base,
+        name=f"dag-{source}",
+        ranking="dag",
+        description=f"DAG-aware MDP over the application's tasks on {base.name}'s availability",
+    )
+
+
+ISSUE_9_ENGINES: dict[str, Engine] = {_BELIEF.name: _BELIEF} | {f"dag-{s}": _dag(s) for s in DAG_SOURCES}
+
 
 def get_engine(name: str) -> Engine:
-    try:
-        return ENGINES[name]
-    except KeyError:
-        raise EvaluationError(f"unknown engine {name!r} (known: {', '.join(ENGINES)})") from None
+    engine = ENGINES.get(name) or ISSUE_9_ENGINES.get(name)
+    if engine is not None:
+        return engine
+    if name.startswith("dag-"):
+        source, known_sources = name.removeprefix("dag-"), ", ".join(DAG_SOURCES)
+        raise EvaluationError(f"unknown engine source {source!r} in {name!r} (known: {known_sources})")
+    known = ", ".join([*ENGINES, *ISSUE_9_ENGINES])
+    raise EvaluationError(f"unknown engine {name!r} (known: {known})")

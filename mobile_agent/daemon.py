@@ -53,6 +53,7 @@ from edgeoff.traces import load_node_table
 from edgeoff.wire import topics
 from edgeoff.wire.messages import TaskResult
 from edgeoff.wire.mqtt import MqttClient, MqttEvent
+from mobile_agent.dag_plan import DagApplication, start_application
 from mobile_agent.events import EventPump
 from mobile_agent.meter import summarise_run
 from mobile_agent.planner import (
@@ -128,10 +129,9 @@ class MobileAgent(TaskExecution, RemoteAttempts, EventPump, PolicyPublishing):
         self._policy_dirty = True
         self._policy_body: dict[str, Any] | None = None
         self._last_fallback: dict[str, Any] | None = None
+        self._application: DagApplication | None = None
         self.record = RunRecord()
-        self.recorder = (
-            RunRecorder()
-        )  # what `edgeoff twin` needs to replay the run (mobile_agent.twin_record)
+        self.recorder = RunRecorder()  # what `edgeoff twin` needs to replay a run (mobile_agent.twin_record)
 
     # ------------------------------------------------------------------ the run
 
@@ -180,6 +180,7 @@ class MobileAgent(TaskExecution, RemoteAttempts, EventPump, PolicyPublishing):
         self.record.apps_started += 1
         specs = sample_app_run(self.scenario, self.rng)
         self.recorder.app_run(run, self.wall_clock(), specs)
+        self._application = start_application(self.planner, specs, self.view)
         site_of: list[int] = []
         for spec in specs:
             if self.stop.is_set():  # SIGTERM: stop after the current task

@@ -54,7 +54,17 @@ __all__ = [
     "sample_app_run",
 ]
 
-LIVE_ENGINES = ("mdp-svr", "mdp-selected", "efpo", "kubehybrid", "mdp-reactive")  # mdp-oracle: offline only
+# mdp-oracle: offline only; dag-*: planned per application run (mobile_agent.dag_plan)
+LIVE_ENGINES = (
+    "mdp-svr",
+    "mdp-selected",
+    "efpo",
+    "kubehybrid",
+    "mdp-reactive",
+    "dag-svr",
+    "dag-selected",
+    "dag-reactive",
+)
 
 
 @dataclass(frozen=True)
@@ -277,7 +287,7 @@ class Planner:
     def _values(self, task: TaskSpec, availability: np.ndarray, feasible: np.ndarray) -> np.ndarray:
         """Ranking values (S, A) of every state for `task`: Q (MDP) or scores (KubeHybrid)."""
         costs = self.costs(task)
-        if self.engine.ranking == "mdp":
+        if self.engine.ranking in ("mdp", "dag"):  # dag: the published policy is the per-task MDP's
             solved = solve(
                 costs, availability[None, :], self.model, self.decision, feasible[None, :], validate=False
             )

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from edgeoff.errors import NoFeasibleSolutionError
 from edgeoff.scenario import Scenario
 from edgeoff.wire.mqtt import Counters, MqttClient
+from mobile_agent.dag_plan import DagApplication
 from mobile_agent.meter import Attempt, Phase, TaskMeasurement
 from mobile_agent.planner import AgentView, Planner, TaskPlan, TaskSpec
 from mobile_agent.record import MAX_RECORDED_FALLBACKS, RunRecord
@@ -39,6 +40,7 @@ class TaskExecution:
     _task_seq: int
     _policy_dirty: bool
     _last_fallback: dict[str, Any] | None
+    _application: DagApplication | None  # the run's plan for a dag-* engine (mobile_agent.dag_plan)
 
     if TYPE_CHECKING:  # provided by another part of the class; declared for the type checker
 
@@ -63,7 +65,11 @@ class TaskExecution:
         attempts: list[Attempt] = []
         self._sample_decision(spec, state)
         try:
-            plan = self.planner.plan(spec, state, self.view)
+            plan: TaskPlan
+            if self._application is not None:
+                plan = self._application.task_plan(spec, state, site_of, self.view)
+            else:
+                plan = self.planner.plan(spec, state, self.view)
         except NoFeasibleSolutionError as exc:
             log.error("agent: task %s (%s.%s): %s", task_id, spec.app, spec.name, exc)
             return TaskMeasurement(run, spec.level, spec.offloadable, False, None, (), (), infeasible=True)

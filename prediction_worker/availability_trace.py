@@ -18,7 +18,10 @@ a live window of 24 s is exactly one trace day.
 
 * with at least `min_windows` values, the forecaster chosen by
   :func:`edgeoff.forecasting.select_forecaster` over :func:`edgeoff.forecasting.default_candidates` on the
-  whole series (train_fraction 1), re-chosen every `refit_every` new windows, the forecast clipped to [0, 1];
+  whole series (train_fraction 1), re-chosen every `refit_every` new windows, the forecast clipped to [0, 1].
+  With a seed, the candidates include `belief`, the seed node's two-state chain: judged on the windows like
+  every candidate, and when chosen it forecasts what `mdp-belief` needs, the probability that the site,
+  which the detector holds up now, stays up for the next task of `task_windows` windows;
 * before that (or when no forecaster can be fitted), a prior: the seed node's steady-state availability
   MTTF / (MTTF + MTTR) (model name `steady-state:{node}`), or 1.0 without a seed (model `prior`: a site
   that just said hello is assumed up; the detector, not the forecast, reports failures).
@@ -41,6 +44,7 @@ from edgeoff.forecasting import (
     default_candidates,
     select_forecaster,
 )
+from edgeoff.forecasting.belief import BeliefForecaster
 from edgeoff.traces import NodeTrace, TwoStateModel, daily_availability, two_state_model
 
 __all__ = [
@@ -48,6 +52,7 @@ __all__ = [
     "DEFAULT_MAX_WINDOWS",
     "DEFAULT_MIN_WINDOWS",
     "DEFAULT_REFIT_EVERY",
+    "DEFAULT_TASK_S",
     "DEFAULT_WINDOW_S",
     "Forecast",
     "Interval",
@@ -66,6 +71,7 @@ DEFAULT_MIN_WINDOWS = 10  # below this the inner split of select_forecaster leav
 DEFAULT_REFIT_EVERY = 10  # windows between two forecaster selections (an SVR fit costs milliseconds)
 PRIOR_AVAILABILITY = 1.0  # no seed, too few windows: a site that is alive is assumed to stay up
 MAX_SVR_SAMPLES = 365  # bound on SVR training samples (fit time grows quadratically)
+DEFAULT_TASK_S = 1.0  # wall seconds a task needs its site (transfers and execution): the belief's horizon
 
 
 @dataclass(frozen=True)
@@ -182,6 +188,8 @@ class SitePredictor:
         window_h: trace hours one window stands for (24: a seed day), for the `mttf` candidate.
         min_windows: windows needed before a forecaster is selected.
         refit_every: new windows between two selections.
+        task_windows: how long a task needs its site, in windows (task seconds / window seconds), >= 0:
+            the horizon of the `belief` forecaster's stay-up probability.
     """
 
     def __init__(
@@ -194,9 +202,12 @@ class SitePredictor:
         refit_every: int = DEFAULT_REFIT_EVERY,
         lags: int = DEFAULT_LAGS,
         context: int = DEFAULT_CONTEXT,
+        task_windows: float = DEFAULT_TASK_S / DEFAULT_WINDOW_S,
     ) -> None:
         if min_windows < 2 or refit_every < 1:
             raise ValueError("min_windows must be >= 2 and refit_every >= 1")
+        if not (np.isfinite(task_windows) and task_windows >= 0):
+            raise ValueError(f"task_windows must be >= 0, got {task_windows}")
         self.seed_node = seed_node
         self.seed = seed
         self.window_h = window_h
@@ -204,6 +215,7 @@ class SitePredictor:
         self.refit_every = refit_every
         self.lags = lags
         self.context = context
+        self.task_windows = task_windows
         self.forecaster_: Forecaster | None = None
         self.reason_: str | None = None
         self.error_mae_: float | None = None  # the selected forecaster's MAE on its selection backtest
@@ -230,6 +242,7 @@ class SitePredictor:
                 lags=self.lags,
                 context=self.context,
                 max_svr_samples=MAX_SVR_SAMPLES,
+                chain=self.seed,
             )
             try:
                 selection = select_forecaster(series, candidates, train_fraction=1.0)
@@ -240,7 +253,10 @@ class SitePredictor:
             self.error_mae_ = selection.inner_errors[selection.name].mae
             self._new_windows = 0
         try:
-            value = float(self.forecaster_.predict_next(series))
+            if isinstance(self.forecaster_, BeliefForecaster):  # the detector holds the site up just now
+                value = self.forecaster_.per_task(self.task_windows * self.window_h)
+            else:
+                value = float(self.forecaster_.predict_next(series))
         except PredictionError as exc:
             self.reason_ = str(exc)
             return self.prior

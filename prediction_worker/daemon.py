@@ -14,8 +14,9 @@ Message contract of `edgeoff/v1/predictions/{site}` (retained JSON :class:`~edge
 QoS 1), the fields of the model fixed by the wire contract:
 
 * while the detector holds the site up: `availability` is the forecast of the next window, `model` the
-  forecaster that made it (`svr`, `svr-features`, `ewm`, `last-value`, `training-mean`, `mttf`,
-  `steady-state:{node}` or `prior`, see :mod:`prediction_worker.availability_trace`);
+  forecaster that made it (`svr`, `svr-features`, `ewm`, `last-value`, `training-mean`, `mttf`, `belief`
+  (then the probability that the site stays up for the next task), `steady-state:{node}` or `prior`, see
+  :mod:`prediction_worker.availability_trace`);
 * while the site is suspected or offline: `availability` 0.0 and `model` `detector:down` (:data:`DOWN_MODEL`).
   This is how the agent learns of a failure within the detection time; the forecast is published again
   when the site is back up;

@@ -74,6 +74,7 @@ class PredictionPublishing:
                 window_h=self.settings.window_trace_h,
                 min_windows=self.settings.min_windows,
                 refit_every=self.settings.refit_every,
+                task_windows=self.settings.belief_task_s / self.settings.window_s,
             ),
         )
         self._views[site] = view

@@ -17,6 +17,7 @@ from prediction_worker.availability_trace import (
     DEFAULT_MAX_WINDOWS,
     DEFAULT_MIN_WINDOWS,
     DEFAULT_REFIT_EVERY,
+    DEFAULT_TASK_S,
     DEFAULT_WINDOW_S,
 )
 from prediction_worker.detector import (
@@ -47,6 +48,7 @@ class WorkerSettings(DaemonSettings, OpsSettings):
     max_windows: Annotated[int, Field(ge=2)] = DEFAULT_MAX_WINDOWS  # windows kept per site
     min_windows: Annotated[int, Field(ge=2)] = DEFAULT_MIN_WINDOWS  # windows before a forecaster is fitted
     refit_every: Annotated[int, Field(ge=1)] = DEFAULT_REFIT_EVERY  # closed windows between refits
+    belief_task_s: Annotated[float, Field(ge=0)] = DEFAULT_TASK_S  # wall s a task needs its site (belief)
     epsilon: Annotated[float, Field(ge=0, lt=1)] = 0.01  # smaller forecast moves are not published
     max_verdicts: Annotated[int, Field(ge=1)] = 1000  # verdicts kept per site in Redis
     shard: str = "0/1"  # i/n: handle the sites whose stable hash mod n is i

@@ -222,12 +222,13 @@ def test_backtest_of_a_packaged_node_is_complete_and_json_ready() -> None:
     }
     hourly = document["hourly"]
     assert set(hourly["forecasters"]) == {
-        "svr", "svr-features", "last-value", "training-mean", "ewm", "mttf", "markov",
+        "svr", "svr-features", "last-value", "training-mean", "ewm", "mttf", "markov", "belief",
     }  # fmt: skip
     assert all("brier" in scores for scores in hourly["forecasters"].values())
     for table in hourly["calibration"].values():
         assert sum(b["count"] for b in table) == hourly["n_test"]
     assert "markov" not in document["daily"]["forecasters"]
+    assert "belief" in document["daily"]["forecasters"]
     assert document["hourly"]["selection"]["chosen"] in hourly["forecasters"]
     assert result.hourly.n_train + result.hourly.n_test == result.hourly.n_values
 

@@ -51,3 +51,14 @@ def test_samplers_follow_the_chain() -> None:
     assert (sojourn > 4.0).mean() == pytest.approx(stays_up(4.0, 10.0), abs=0.005)
     down_sojourn = sample_sojourn(np.zeros(n, bool), 10.0, 2.0, rng.random(n))
     assert down_sojourn.mean() == pytest.approx(2.0, rel=0.02)
+
+
+def test_edge_cases_are_finite() -> None:
+    # no time elapsed: the state is what it was, also with an instant repair or a site that never fails
+    np.testing.assert_allclose(p_up_after(np.array([True, False]), 0.0, 10.0, 0.0), [1.0, 0.0])
+    np.testing.assert_allclose(p_up_after(np.array([True, False]), 0.0, np.inf, 2.0), [1.0, 0.0])
+    # a site that never fails is always up in the long run, and stays up
+    assert steady_state(np.inf, 2.0) == 1.0
+    assert p_up_after(True, 5.0, np.inf, 2.0) == pytest.approx(1.0)
+    assert p_up_after(False, 1e9, np.inf, 2.0) == pytest.approx(1.0)
+    assert stays_up(5.0, np.inf) == 1.0

@@ -2,7 +2,9 @@
 
 * ``edgeoff traces stats [--lanl PATH] [--nodes 7_1,19_1,...]``: one JSON object per node and line;
   mttf_h and availability are null for a node with a single outage. Without --lanl: the packaged table.
-* ``edgeoff traces build --lanl PATH [--out FILE]``: regenerate ``edgeoff/data/lanl_nodes.json``.
+* ``edgeoff traces build --lanl PATH [--out FILE] [--replay-out FILE]``: regenerate the node table
+  ``edgeoff/data/lanl_nodes.json`` and beside it the replay table ``edgeoff/data/lanl_replay.json`` (each
+  node's test part and its outages, what ``--failures replay`` replays).
 * ``edgeoff traces backtest [--lanl PATH] [--nodes ...] [--out DIR] [--seed N]``: honest forecasting
   backtests per node (daily and hourly, :mod:`edgeoff.forecasting.backtest`); writes ``backtest.json``,
   ``backtest.md`` and ``backtest.png`` to DIR (default ``backtest/``), all or nothing, and prints a
@@ -46,13 +48,21 @@ def add_parser(subparsers: Any) -> None:
         help="comma-separated node names such as 7_1,19_1 (default: the 16 nodes of the paper's Table 2)",
     )
 
-    build = actions.add_parser("build", help="regenerate the packaged node table from the raw LANL file")
+    build = actions.add_parser(
+        "build", help="regenerate the packaged node and replay tables from the raw LANL file"
+    )
     build.add_argument("--lanl", type=Path, required=True, help="raw LANL CSV (.csv or .csv.xz)")
     build.add_argument(
         "--out",
         type=Path,
         default=None,
         help="output JSON (default: edgeoff/data/lanl_nodes.json in the source tree)",
+    )
+    build.add_argument(
+        "--replay-out",
+        type=Path,
+        default=None,
+        help="replay table JSON (default: lanl_replay.json beside the node table)",
     )
 
     run_backtest_parser = actions.add_parser(
@@ -119,15 +129,20 @@ def run_stats(args: argparse.Namespace) -> int:
 
 def run_build(args: argparse.Namespace) -> int:
     out: Path = args.out if args.out is not None else traces.packaged_table_path()
+    replay_out: Path = args.replay_out or out.parent / traces.PACKAGED_REPLAY_TABLE  # beside the node table
     records = traces.read_failure_records(args.lanl)
+    source_file, source_sha256 = Path(args.lanl).name, traces.file_sha256(args.lanl)
     table = traces.build_node_table(
-        records,
-        traces.DATASET_NODES,
-        source_file=Path(args.lanl).name,
-        source_sha256=traces.file_sha256(args.lanl),
+        records, traces.DATASET_NODES, source_file=source_file, source_sha256=source_sha256
     )
+    node_traces = [traces.node_trace(records, name) for name in traces.DATASET_NODES]
+    # built before anything is written: a node without outages in its test part leaves both files as they were
+    replay = traces.build_replay_table(node_traces, source_file=source_file, source_sha256=source_sha256)
     traces.write_node_table(table, out)
+    traces.write_replay_table(replay, replay_out)
     print(f"wrote {out} ({len(table['nodes'])} nodes from {len(records)} records)", file=sys.stdout)
+    test_outages = sum(len(entry["outages"]) for entry in replay["nodes"].values())
+    print(f"wrote {replay_out} ({len(replay['nodes'])} test parts, {test_outages} outages)", file=sys.stdout)
     return 0
 
 

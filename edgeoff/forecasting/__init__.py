@@ -6,6 +6,8 @@ The package, by concern:
 * :mod:`~edgeoff.forecasting.series`: the series every forecaster reads and the :class:`Forecaster` protocol;
 * :mod:`~edgeoff.forecasting.svr`: the paper's SVR (equations 1 and 2) and the SVR with time since failure;
 * :mod:`~edgeoff.forecasting.forecasters`: last value, training mean, MTTF, EWM, the two-state chain;
+* :mod:`~edgeoff.forecasting.belief`: ``belief``, the probability that a site stays up for the next task
+  given the detector's last observation, from its two-state chain (``mdp-belief``, ``dag-belief``);
 * :mod:`~edgeoff.forecasting.selection`: the candidates of a site and the choice between them;
 * :mod:`~edgeoff.forecasting.walk_forward`: the chronological walk-forward backtest of one forecaster;
 * :mod:`~edgeoff.forecasting.backtest`: the daily and hourly backtests of a LANL node (the engine of
@@ -17,6 +19,7 @@ Everything here is pure (numpy and scikit-learn; no I/O, no clock) and raises
 :class:`edgeoff.errors.PredictionError`.
 """
 
+from edgeoff.forecasting.belief import BeliefForecaster, ChainBelief
 from edgeoff.forecasting.forecasters import (
     EWMForecaster,
     LastValueForecaster,
@@ -58,6 +61,8 @@ __all__ = [
     "DEFAULT_TRAIN_FRACTION",
     "MIN_IMPROVEMENT",
     "Backtest",
+    "BeliefForecaster",
+    "ChainBelief",
     "EWMForecaster",
     "ForecastError",
     "Forecaster",

@@ -5,13 +5,16 @@ For one node trace (:class:`edgeoff.traces.NodeTrace`) :func:`backtest_node` run
 * **daily**: the daily availability series (:func:`edgeoff.traces.daily_availability`), every candidate of
   :func:`~edgeoff.forecasting.selection.default_candidates` (window 24 h) fitted on the first 80 % of the
   days and forecasting each later day one step ahead from the true earlier days (walk-forward): MAE and RMSE.
+  ``belief`` is the two-state chain's expected availability of the next day given the last day
+  (:class:`~edgeoff.forecasting.belief.BeliefForecaster`, the forecast behind ``mdp-belief``).
 * **hourly**: the hourly up/down state series (:func:`hourly_states`): an hour is *down* (0) when any outage
   touches it, even for a minute or as a zero-length failure record, else *up* (1). So the series is binary
   and "up" means "a task sent in that hour meets no failure". A forecast is P(up next hour); scores are MAE,
   RMSE, the Brier score (mean squared error of the probability against the 0/1 outcome, so RMSE²) and a
   reliability table (:func:`~edgeoff.forecasting.metrics.reliability_table`). Candidates: the daily ones
   with window 1 h (``mttf`` is then ``exp(-1 / MTTF)``) plus ``markov``, the two-state chain one hour ahead
-  of the current state. The SVRs fit on the most recent :data:`MAX_SVR_SAMPLES` training hours only, which
+  of the current state (its probability of being up at the hour's end, where ``belief`` forecasts the hour's
+  expected availability). The SVRs fit on the most recent :data:`MAX_SVR_SAMPLES` training hours only, which
   keeps a 16-node run near a minute.
 * **selection**: :func:`~edgeoff.forecasting.selection.select_forecaster` on each series (inner split of
   the training part only), with the chosen forecaster's test errors.
@@ -20,9 +23,9 @@ For one node trace (:class:`edgeoff.traces.NodeTrace`) :func:`backtest_node` run
   the prototype did) and once with the chronological split (forecasting), next to the training mean and
   median (constant predictors) on each split.
 
-Parameters that come from the outages (MTTF for ``mttf``, MTTF and MTTR for ``markov``) use only the outages
-that ended by the end of the training part. The inner split of the selection reuses them as given, so they
-have seen the inner validation part's outages; the other candidates have not.
+Parameters that come from the outages (MTTF for ``mttf``, MTTF and MTTR for ``markov`` and ``belief``) use
+only the outages that ended by the end of the training part. The inner split of the selection reuses them as
+given, so they have seen the inner validation part's outages; the other candidates have not.
 
 This module is pure: numpy and scikit-learn only, no I/O, no clock; the only randomness is the seeded split
 of :func:`~edgeoff.forecasting.prototype.prototype_contrast`.
@@ -52,7 +55,7 @@ from edgeoff.forecasting.selection import DEFAULT_INNER_FRACTION, default_candid
 from edgeoff.forecasting.series import DEFAULT_LAGS, DEFAULT_TRAIN_FRACTION, FloatArray, Forecaster
 from edgeoff.forecasting.svr import DEFAULT_CONTEXT
 from edgeoff.forecasting.walk_forward import ForecastError, walk_forward
-from edgeoff.traces import HOURS_PER_DAY, NodeTrace, TwoStateModel, daily_availability
+from edgeoff.traces import HOURS_PER_DAY, NodeTrace, TwoStateModel, daily_availability, past_trace
 
 __all__ = [
     "HOURLY_CONTEXT",
@@ -142,10 +145,9 @@ def hourly_states(trace: NodeTrace) -> tuple[int, FloatArray]:
 
 def training_model(trace: NodeTrace, cutoff_h: float) -> TwoStateModel | None:
     """Two-state model from the outages that ended by ``cutoff_h`` (hours since EPOCH); None if < 2."""
-    seen = trace.outages[trace.outages[:, 1] <= cutoff_h]
-    if len(seen) < 2:
+    past = past_trace(trace, cutoff_h)
+    if past is None or past.failures < 2:
         return None
-    past = NodeTrace(node=trace.node, outages=seen)
     return TwoStateModel(mttf_h=past.mttf_h, mttr_h=past.mttr_h)
 
 
@@ -338,6 +340,7 @@ def _backtest_node(trace: NodeTrace, settings: BacktestSettings) -> NodeBacktest
             HOURS_PER_DAY,
             lags=settings.daily_lags,
             context=settings.daily_context,
+            chain=daily_model,
         ),
         granularity="daily",
         binary=False,
@@ -353,6 +356,7 @@ def _backtest_node(trace: NodeTrace, settings: BacktestSettings) -> NodeBacktest
         lags=settings.hourly_lags,
         context=settings.hourly_context,
         max_svr_samples=settings.max_svr_samples,
+        chain=hourly_model,
     )
     if hourly_model is not None:
         hourly_candidates.append(MarkovForecaster(hourly_model, HOUR_H))

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy.typing as npt
 
 from edgeoff.errors import PredictionError
+from edgeoff.forecasting.belief import BeliefForecaster
 from edgeoff.forecasting.forecasters import (
     EWMForecaster,
     LastValueForecaster,
@@ -29,6 +30,7 @@ from edgeoff.forecasting.forecasters import (
 from edgeoff.forecasting.series import DEFAULT_LAGS, DEFAULT_TRAIN_FRACTION, Forecaster, as_series
 from edgeoff.forecasting.svr import DEFAULT_CONTEXT, SVRFeaturesForecaster, SVRForecaster
 from edgeoff.forecasting.walk_forward import ForecastError, walk_forward
+from edgeoff.traces import TwoStateModel
 
 __all__ = [
     "DEFAULT_INNER_FRACTION",
@@ -53,8 +55,9 @@ def default_candidates(
     lags: int = DEFAULT_LAGS,
     context: int = DEFAULT_CONTEXT,
     max_svr_samples: int | None = None,
+    chain: TwoStateModel | None = None,
 ) -> list[Forecaster]:
-    """The candidates of a site: svr (paper), svr-features, last-value, training-mean, ewm, mttf.
+    """The candidates of a site: svr (paper), svr-features, last-value, training-mean, ewm, mttf, belief.
 
     Args:
         mttf_h: the site's mean time to failure, hours; None (undefined: fewer than two outages) leaves out
@@ -63,6 +66,8 @@ def default_candidates(
         lags: lag features of the SVRs.
         context: recent values searched for the last failure (svr-features) and EWM window.
         max_svr_samples: fit the SVRs on at most this many most recent samples (None: all).
+        chain: the site's two-state chain fitted on its training outages, hours; given, it adds the
+            ``belief`` forecaster (:class:`~edgeoff.forecasting.belief.BeliefForecaster`).
 
     Returns:
         Fresh, unfitted forecasters, in the order above.
@@ -78,6 +83,8 @@ def default_candidates(
     ]
     if mttf_h is not None:
         candidates.append(MTTFForecaster(mttf_h, window_h))
+    if chain is not None:
+        candidates.append(BeliefForecaster(chain, window_h))
     return candidates
 
 
