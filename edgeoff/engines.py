@@ -20,9 +20,9 @@ adds its own availability input, at the time scale of the task it decides (edgeo
   MDP over an application's tasks (edgeoff.dag), planned once per application with the availability
   source of `mdp-<source>`; Algorithm 2 follows its fallback chain.
 
-The engines of issue 9 (`mdp-belief`, `dag-*`) are in ISSUE_9_ENGINES: `get_engine` knows them (the live
-agent runs `dag-selected`), `ENGINES` (what `--engines all` runs offline) takes them in once the simulator
-runs them.
+`mdp-belief` runs offline (in `ENGINES`, what `--engines all` runs). The DAG-aware engines (`dag-*`) are
+in ISSUE_9_ENGINES: `get_engine` knows them and the live agent runs them (`dag-selected`); the offline
+simulator does not run them yet (its lockstep loop decides task by task).
 """
 
 from __future__ import annotations
@@ -70,20 +70,25 @@ ENGINES: dict[str, Engine] = {
         ),
         Engine("mdp-reactive", "detector", "mdp", "next-best", description="MDP without prediction (bound)"),
         Engine("mdp-oracle", "oracle", "mdp", "next-best", description="MDP knowing the true state (bound)"),
+        Engine(
+            "mdp-belief",
+            "belief",
+            "mdp",
+            "next-best",
+            description="MDP on the chain's belief given the detector",
+        ),
     )
 }
 
 
 PAPER_ENGINES = ("mdp-svr", "kubehybrid", "efpo")  # the paper's comparison; the bounds are opt-in
 
-_BELIEF = Engine(
-    "mdp-belief", "belief", "mdp", "next-best", description="MDP on the chain's belief given the detector"
-)
+_BELIEF = ENGINES["mdp-belief"]
 DAG_SOURCES = ("svr", "selected", "belief", "reactive", "oracle")  # dag-<source> runs mdp-<source>'s input
 
 
 def _dag(source: str) -> Engine:
-    base = {**ENGINES, _BELIEF.name: _BELIEF}[f"mdp-{source}"]
+    base = ENGINES[f"mdp-{source}"]
     return replace(
         base,
         name=f"dag-{source}",
@@ -92,7 +97,7 @@ def _dag(source: str) -> Engine:
     )
 
 
-ISSUE_9_ENGINES: dict[str, Engine] = {_BELIEF.name: _BELIEF} | {f"dag-{s}": _dag(s) for s in DAG_SOURCES}
+ISSUE_9_ENGINES: dict[str, Engine] = {f"dag-{s}": _dag(s) for s in DAG_SOURCES}
 
 
 def get_engine(name: str) -> Engine:

@@ -17,6 +17,7 @@ One implementation for the live agent (mobile_agent/planner.py) and the offline 
   | `mtbf-reliability` | efpo | 1 - P(failure within d) = e^{-d / MTBF} |
   | `mtbf-steady-state` | kubehybrid | MTTF / (MTTF + MTTR) (the score's availability criterion) |
   | `oracle` | mdp-oracle | the true state now (1 up, 0 down); it still cannot see a failure coming |
+  | `belief` | mdp-belief | the chain's belief: up now (heartbeats), no failure within d: e^{-d / MTTF} |
 
 - :func:`usable_availability` combines the two: a site known down gets 0 whatever the engine believed.
 """
@@ -80,6 +81,13 @@ def engine_input(
         case "mtbf-steady-state":
             steady = np.nan_to_num(chain.steady_state(mean_up, mean_down), nan=1.0)
             return np.broadcast_to(steady, shape).astype(float)
+        case (
+            "belief"
+        ):  # the chain's belief, the detector observing the site up now (edgeoff.forecasting.belief)
+            return np.asarray(
+                chain.p_up_after(True, 0.0, mean_up, mean_down) * chain.stays_up(duration, mean_up),
+                dtype=float,
+            )
         case "oracle":
             if up_now is None:
                 raise ValueError("source 'oracle' needs the true state")

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeoff.commands.sweep import run_sweep
-from edgeoff.engines import ENGINES, PAPER_ENGINES
+from edgeoff.engines import ENGINES, PAPER_ENGINES, get_engine
 from edgeoff.errors import EvaluationError
 from edgeoff.evaluation.experiment import (
     ExperimentConfig,
@@ -17,6 +17,7 @@ from edgeoff.evaluation.experiment import (
     Setting,
     fit_forecasts,
     forecast_errors,
+    load_replays,
     load_traces,
     run_experiment,
 )
@@ -40,6 +41,14 @@ def _seconds_list(what: str) -> Any:
         return values
 
     return parse
+
+
+def _failure_models(text: str) -> tuple[str, ...]:
+    models = _names(text)
+    bad = [m for m in models if m not in ("markov", "replay")]
+    if not models or bad or len(set(models)) != len(models):
+        raise argparse.ArgumentTypeError(f"failure models are markov and/or replay, once each: {text!r}")
+    return models
 
 
 def _positive(text: str) -> int:
@@ -87,6 +96,13 @@ def add_parser(subparsers: Any) -> None:
         "the others sensitivity runs (default: the scenario's, 10 x 150 ms)",
     )
     parser.add_argument(
+        "--failures",
+        type=_failure_models,
+        default=("markov",),
+        help="failure models, comma-separated from markov (each node's two-state chain) and replay (its "
+        "real outages of the test part); the first is the main setting (default: markov)",
+    )
+    parser.add_argument(
         "--sweep",
         action="store_true",
         help="the regime map instead: time compression x detection time for one dataset (default DS1); "
@@ -114,6 +130,12 @@ def run(args: argparse.Namespace) -> int:
     for name in datasets:
         scenario.dataset(name)  # unknown dataset: one-line error before anything is written
     engines = tuple(ENGINES) if args.engines == ("all",) else args.engines
+    for name in engines:
+        if name.startswith("dag-"):
+            get_engine(name)  # an unknown engine source: its own one-line error
+            raise EvaluationError(
+                f"engine {name!r} is not simulated offline yet (it runs live: edgeoff up --engine {name})"
+            )
     unknown = [e for e in engines if e not in ENGINES]
     if unknown:
         raise EvaluationError(f"unknown engine(s) {', '.join(unknown)} (known: {', '.join(ENGINES)})")
@@ -127,17 +149,23 @@ def run(args: argparse.Namespace) -> int:
         scenario.simulation.time_compression / 10,
     )
     detections = args.detection_s or (scenario.detection.detection_s,)
+    models = args.failures
     settings = (
-        Setting(hours[0], detections[0]),
-        *(Setting(h, detections[0]) for h in hours[1:]),
-        *(Setting(hours[0], d) for d in detections[1:]),
+        Setting(hours[0], detections[0], models[0]),
+        *(Setting(h, detections[0], models[0]) for h in hours[1:]),
+        *(Setting(hours[0], d, models[0]) for d in detections[1:]),
+        *(Setting(hours[0], detections[0], f) for f in models[1:]),
     )
     config = ExperimentConfig(datasets, engines, settings, args.apps, args.reps, args.seed, args.workers)
     traces = load_traces(scenario, datasets, args.lanl)
+    # a node with nothing to replay: one-line error before anything is written
+    replays = load_replays(scenario, datasets, traces, args.lanl) if "replay" in models else None
 
     total = len(datasets) * len(config.engines) * len(settings)
     forecasts = fit_forecasts(traces, scenario.simulation.prediction_window_h)
-    results = _run_with_progress(scenario, config, traces, forecasts, total, quiet=args.quiet)
+    results = _run_with_progress(
+        scenario, config, traces, forecasts, total, quiet=args.quiet, replays=replays
+    )
     errors = forecast_errors(traces, scenario.simulation.prediction_window_h)
     seconds = time.perf_counter() - started
     config_record = {
@@ -149,7 +177,12 @@ def run(args: argparse.Namespace) -> int:
         "reps": config.reps,
         "seed": config.seed,
         "settings": [
-            {"time_compression": s.time_compression, "detection_s": s.detection_s, "label": s.label}
+            {
+                "time_compression": s.time_compression,
+                "detection_s": s.detection_s,
+                "failures": s.failures,
+                "label": s.label,
+            }
             for s in settings
         ],
         "prediction_window_h": scenario.simulation.prediction_window_h,
@@ -162,10 +195,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_with_progress(
-    scenario: Any, config: ExperimentConfig, traces: Any, forecasts: Forecasts, total: int, *, quiet: bool
+    scenario: Any,
+    config: ExperimentConfig,
+    traces: Any,
+    forecasts: Forecasts,
+    total: int,
+    *,
+    quiet: bool,
+    replays: Any = None,
 ) -> list[dict[str, Any]]:
     if quiet:
-        return run_experiment(scenario, config, traces, forecasts)
+        return run_experiment(scenario, config, traces, forecasts, replays=replays)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     columns = (
@@ -181,7 +221,7 @@ def _run_with_progress(
         def done(record: dict[str, Any]) -> None:
             progress.update(task, advance=1, description=f"{record['dataset']} {record['engine']}")
 
-        return run_experiment(scenario, config, traces, forecasts, on_done=done)
+        return run_experiment(scenario, config, traces, forecasts, on_done=done, replays=replays)
 
 
 def _write_all(

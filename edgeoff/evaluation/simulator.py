@@ -25,16 +25,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 
 from edgeoff.baselines import KubeHybridSettings
 from edgeoff.engines import Engine
-from edgeoff.evaluation.failures import markov_path, stack_paths
+from edgeoff.evaluation.failures import markov_path, queried_path, stack_paths
 from edgeoff.evaluation.forecasts import WindowForecaster, WindowForecasts
 from edgeoff.evaluation.lockstep import DelayDetector, Inputs, Totals, run_lockstep
 from edgeoff.evaluation.workload import draw_workload, stack_workloads
 from edgeoff.scenario import Scenario
+from edgeoff.traces import OutageReplay
 
 __all__ = ["Group", "RunResult", "SiteBehaviour", "WindowForecaster", "simulate", "simulate_groups"]
 
@@ -49,6 +51,7 @@ class SiteBehaviour:
     mttr_h: float
     forecasters: Mapping[str, WindowForecaster] = field(default_factory=dict)
     history: np.ndarray | None = None
+    replay: Any = None  # the node's test part (edgeoff.traces.ReplayNode) for `failures="replay"`
 
     @property
     def steady_state(self) -> float:
@@ -77,6 +80,9 @@ class Group:
     sites: Mapping[int, SiteBehaviour]
     seed: tuple[int, ...]
     time_compression: float | None = None
+    # "markov": each node's two-state chain; "replay": its real outages of the test part, looped, from a
+    # seeded offset per repetition and site (edgeoff.traces.OutageReplay)
+    failures: Literal["markov", "replay"] = "markov"
 
 
 def simulate(
@@ -121,11 +127,16 @@ def simulate_groups(
     for g, group in enumerate(groups):
         works.append(draw_workload(scenario, apps, reps, np.random.default_rng([*group.seed, 0])))
         up, down = _means(group.sites, S)
-        paths.append(markov_path(up, down, reps, np.random.default_rng([*group.seed, 1])))
+        compression = group.time_compression or scenario.simulation.time_compression
+        if group.failures == "replay":
+            nodes = [group.sites[i].replay if i in group.sites else None for i in range(S)]
+            replay = OutageReplay.from_seed(nodes, reps, (*group.seed, 3), compression)
+            paths.append(queried_path(replay, compression / 3600.0))
+        else:
+            paths.append(markov_path(up, down, reps, np.random.default_rng([*group.seed, 1])))
         ups.append(np.broadcast_to(up, (reps, S)))
         downs.append(np.broadcast_to(down, (reps, S)))
         jitter_rngs.append(np.random.default_rng([*group.seed, 2]))
-        compression = group.time_compression or scenario.simulation.time_compression
         detection = scenario.detection.detection_s
         k_h.append(np.full(reps, compression / 3600.0))
         delay_h.append(np.full(reps, detection * compression / 3600.0))
