@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # edgeoff: one image for every daemon (edgeoff-site, edgeoff-worker, edgeoff-agent) and the `edgeoff` CLI.
 #
 #   docker build -t edgeoff .
@@ -15,6 +14,10 @@
 # which is why the base image is pinned to bookworm. amd64 and arm64 need nothing but PyPI. Without an
 # extra index, armv7 would compile those packages from source (no compilers in this image: it fails).
 #
+# PYTHON_IMAGE (default python:3.11-slim-bookworm): any Debian bookworm image with python3 and its venv
+# module; scripts/deploy-smoke builds one from debootstrap (no registry needed). No `# syntax=` line: it
+# would make every BuildKit build fetch a frontend image from Docker Hub, and nothing here needs one.
+#
 # No secrets in the image: broker passwords, the Redis password and TLS files are mounted at run time
 # (compose `secrets:`, Kubernetes Secrets, systemd credentials).
 
@@ -27,16 +30,21 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_EXTRA_INDEX_URL=${PIP_EXTRA_INDEX_URL}
 WORKDIR /src
-# Only what the package needs (see .dockerignore): no tests, results, secrets or venvs.
+# The dependencies first, from pyproject.toml alone: this layer is rebuilt only when they change, not on
+# every edit of the code.
 COPY pyproject.toml README.md ./
+RUN python3 -m venv /opt/edgeoff/venv \
+ && python3 -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" \
+      > /tmp/requirements.txt \
+ && /opt/edgeoff/venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt
+# Then the project itself (see .dockerignore): no tests, results, secrets or venvs. The same path as the
+# systemd install (/opt/edgeoff/venv), so the two deployments read alike.
 COPY edgeoff ./edgeoff
+COPY launcher ./launcher
 COPY site_daemon ./site_daemon
 COPY prediction_worker ./prediction_worker
 COPY mobile_agent ./mobile_agent
-COPY launcher ./launcher
-# The same path as the systemd install (/opt/edgeoff/venv), so the two deployments read alike.
-RUN python -m venv /opt/edgeoff/venv \
- && /opt/edgeoff/venv/bin/pip install --no-cache-dir . \
+RUN /opt/edgeoff/venv/bin/pip install --no-cache-dir --no-deps . \
  && /opt/edgeoff/venv/bin/edgeoff --version
 
 # ---- runtime: the venv on a clean base, a non-root user ------------------------------------------------------
@@ -44,17 +52,18 @@ FROM ${PYTHON_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="edgeoff" \
       org.opencontainers.image.description="Proactive, fault-tolerant edge offloading daemons (MQTT + Redis)" \
       org.opencontainers.image.licenses="MIT"
-# A fixed numeric uid/gid: Kubernetes' runAsNonRoot can only verify a numeric USER.
-RUN groupadd --system --gid 10001 edgeoff \
- && useradd --system --uid 10001 --gid edgeoff --home-dir /nonexistent --no-create-home \
+# A fixed numeric uid/gid: Kubernetes' runAsNonRoot can only verify a numeric USER. Not a --system
+# account: 10001 is above SYS_UID_MAX (999), and useradd would warn about it on every build.
+RUN groupadd --gid 10001 edgeoff \
+ && useradd --no-log-init --uid 10001 --gid edgeoff --home-dir /nonexistent --no-create-home \
             --shell /usr/sbin/nologin edgeoff
 COPY --from=build /opt/edgeoff/venv /opt/edgeoff/venv
 ENV PATH=/opt/edgeoff/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     MPLCONFIGDIR=/tmp/matplotlib
-# Root-owned and read-only: compose runs the daemons under the host user's uid instead (see compose/), so
-# nothing here may depend on the home or working directory being writable: state goes to /tmp or volumes.
+# Root-owned and read-only: nothing here may depend on the home or working directory being writable (compose
+# and k8s run with a read-only root file system): state goes to /tmp or volumes.
 WORKDIR /opt/edgeoff
 USER 10001:10001
 # Prometheus metrics (each daemon's METRICS_PORT, 9100 in compose and k8s).

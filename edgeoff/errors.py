@@ -5,7 +5,8 @@
     ├── TraceError         the LANL failure data is unreadable, malformed, or names an unknown node
     ├── PredictionError    an availability predictor cannot be fitted or used
     ├── DecisionError      the decision engine cannot decide (e.g. no feasible site)
-    └── EvaluationError    the offline evaluation was asked for something that does not exist
+    ├── EvaluationError    the offline evaluation was asked for something that does not exist
+    └── OutputError        an output path (--out) cannot be written: checked before any long work
 
 Commands turn any EdgeoffError into a one-line message and exit code 2.
 """
@@ -37,3 +38,7 @@ class NoFeasibleSolutionError(DecisionError):
 
 class EvaluationError(EdgeoffError):
     """The offline evaluation was asked for something that does not exist."""
+
+
+class OutputError(EdgeoffError):
+    """An output path cannot be written (it is a file, lies under a file, or its folder is read-only)."""

@@ -6,6 +6,8 @@
   in only when all were written; on any error the target is left as it was and the stage is removed.
 
 Both raise OSError; callers translate it into their own package's error with the path in the message.
+:func:`check_output` is what a command calls first, before any long work: it raises OutputError (a one-line
+message naming the path and the reason) when `--out` could not be written later.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_write", "staged_folder"]
+from edgeoff.errors import OutputError
+
+__all__ = ["atomic_write", "check_output", "staged_folder"]
 
 FILE_MODE = 0o644  # results, tables and health files: readable by other users (a probe, a reviewer)
 
@@ -63,3 +67,28 @@ def staged_folder(out: str | os.PathLike[str], *, mode: int = 0o755) -> Iterator
             os.replace(stage, out)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+def check_output(path: str | os.PathLike[str], *, folder: bool) -> None:
+    """Raise OutputError unless `path` can be written later: as a folder of files (`folder`, written with
+    :func:`staged_folder`) or as one file (written with :func:`atomic_write`).
+
+    Refused: a folder path that is an existing file, a file path that is an existing folder, a path under a
+    file, and a place where nothing can be created (checked by creating and removing an empty folder there,
+    which also holds for root and for read-only file systems). Nothing is left behind.
+    """
+    path = Path(path)
+    if folder and path.exists() and not path.is_dir():
+        raise OutputError(f"{path}: exists and is not a folder")
+    if not folder and path.is_dir():
+        raise OutputError(f"{path}: is a folder; give a file name")
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise OutputError(f"{path}: {ancestor} is a file, not a folder")
+    for where in (ancestor, path) if folder and path.is_dir() else (ancestor,):
+        try:
+            os.rmdir(tempfile.mkdtemp(prefix=".edgeoff-probe-", dir=where))
+        except OSError as exc:
+            raise OutputError(f"{path}: cannot write in {where}: {exc.strerror or exc}") from None

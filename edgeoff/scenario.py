@@ -8,6 +8,8 @@ model into the numpy arrays that the cost model, the engines and the simulator u
 from __future__ import annotations
 
 import tomllib
+import warnings
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from importlib import resources
@@ -15,13 +17,14 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from edgeoff.errors import ScenarioError
 from edgeoff.ids import Id
 
 __all__ = [
     "DEFAULT_TIME_COMPRESSION",
+    "DEPRECATED_KEYS",
     "SITE_TYPES",
     "App",
     "Decision",
@@ -58,10 +61,14 @@ class Site(_Model):
 
 
 class Link(_Model):
-    """A symmetric link; `between` names two site ids or two site types."""
+    """A symmetric link; `between` names two site ids or two site types.
+
+    `bandwidth_kbyte_s` is in kilobytes (not kilobits) per second; the former key `bandwidth_kbps`, which
+    meant the same, is still read, with a warning (:data:`DEPRECATED_KEYS`).
+    """
 
     between: tuple[str, str]
-    bandwidth_kbps: Positive
+    bandwidth_kbyte_s: Positive
     latency_ms: NonNegative
     jitter_mean_ms: NonNegative = 0.0
     jitter_std_ms: NonNegative = 0.0
@@ -189,7 +196,8 @@ class App(_Model):
 class NetworkArrays:
     """Pairwise link properties, shape (S, S), symmetric, zero time on the diagonal.
 
-    bandwidth_kbps is +inf on the diagonal (no transfer); latency and jitter are in seconds.
+    bandwidth_kbps is in kilobytes per second (the links' bandwidth_kbyte_s), +inf on the diagonal (no
+    transfer); latency and jitter are in seconds.
     """
 
     bandwidth_kbps: np.ndarray
@@ -215,6 +223,7 @@ class Scenario(_Model):
     task_classes: dict[str, TaskClass]
     apps: tuple[App, ...] = Field(min_length=1)
     datasets: dict[str, dict[str, str]]
+    _source: str = PrivateAttr(default="<scenario>")  # the file it was read from, for error messages
 
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
@@ -278,7 +287,7 @@ class Scenario(_Model):
                 if i == j:
                     continue
                 link = self._link(a, b)
-                bandwidth[i, j] = link.bandwidth_kbps
+                bandwidth[i, j] = link.bandwidth_kbyte_s
                 latency[i, j] = link.latency_ms / 1000.0
                 jitter_mean[i, j] = link.jitter_mean_ms / 1000.0
                 jitter_std[i, j] = link.jitter_std_ms / 1000.0
@@ -295,6 +304,32 @@ class Scenario(_Model):
             raise ValueError(f"no link between sites {a.id!r} and {b.id!r} (types {a.type}, {b.type})")
         return by_type
 
+    @property
+    def source(self) -> str:
+        """The file this scenario was read from ("paper.toml" for the default), for error messages."""
+        return self._source
+
+    def node_field(self, datasets: Sequence[str], node: str) -> str:
+        """The scenario field that names `node` first among `datasets`, e.g. "datasets.DS1.ed"."""
+        return next(
+            (
+                f"datasets.{name}.{site}"
+                for name in datasets
+                for site, n in self.dataset(name).items()
+                if n == node
+            ),
+            "datasets",
+        )
+
+    def require_nodes(self, datasets: Sequence[str], known: Collection[str], where: str) -> None:
+        """Raise ScenarioError naming the file and the field of the first node of `datasets` that is not
+        in `known` (the nodes of the failure data, described by `where`)."""
+        for name in datasets:
+            for node in self.dataset(name).values():
+                if node not in known:
+                    field = self.node_field([name], node)
+                    raise ScenarioError(f"{self.source}: {field}: unknown node {node!r} (not in {where})")
+
     def dataset(self, name: str) -> dict[str, str]:
         """Site id -> LANL node name of one dataset configuration."""
         if name not in self.datasets:
@@ -310,16 +345,46 @@ def _format_validation_error(source: str, exc: ValidationError) -> str:
     return f"{source}: {field}: {err['msg']}{more}"
 
 
+# Keys renamed in a table of a scenario: (table, old key) -> new key. The old key is still read, with a
+# FutureWarning naming the file and the field (shown by default, and by the edgeoff command as one line).
+DEPRECATED_KEYS = {("links", "bandwidth_kbps"): "bandwidth_kbyte_s"}  # it was always KB/s, never kilobits
+
+
+def _renamed_keys(raw: dict[str, object], source: str) -> None:
+    """Rename deprecated keys in place, warning once per key; both keys in one table is an error."""
+    for (table, old), new in DEPRECATED_KEYS.items():
+        rows = raw.get(table)
+        if not isinstance(rows, list):
+            continue
+        fields = []
+        for i, row in enumerate(rows):
+            if isinstance(row, dict) and old in row:
+                if new in row:
+                    raise ScenarioError(f"{source}: {table}.{i}: give {new} or {old} (deprecated), not both")
+                row[new] = row.pop(old)
+                fields.append(f"{table}.{i}.{old}")
+        if fields:
+            warnings.warn(
+                f"{source}: {fields[0]}{' and others' if len(fields) > 1 else ''}: {old} is deprecated, "
+                f"rename it {new} (same value: kilobytes per second)",
+                FutureWarning,
+                stacklevel=3,
+            )
+
+
 def parse_scenario(text: str, *, source: str = "<scenario>") -> Scenario:
     """Validate a scenario from TOML text; any problem is one ScenarioError naming source and field."""
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"{source}: not valid TOML: {exc}") from None
+    _renamed_keys(raw, source)
     try:
-        return Scenario.model_validate(raw)
+        scenario = Scenario.model_validate(raw)
     except ValidationError as exc:
         raise ScenarioError(_format_validation_error(source, exc)) from None
+    scenario._source = source
+    return scenario
 
 
 def load_scenario(path: str | Path | None = None) -> Scenario:

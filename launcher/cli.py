@@ -11,13 +11,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from collections.abc import Sequence
+from typing import TextIO
 
 from edgeoff import __version__
+from edgeoff.commands.parser import EXIT_USAGE, OneLineParser
 from edgeoff.errors import EdgeoffError
-
-EXIT_USAGE = 2  # bad input: the same code argparse uses for usage errors
-
 
 # Subcommands and their one-line help. Only the module of the command being run is imported: the others
 # pull in numpy, scikit-learn or the daemons, and `edgeoff health` must answer a Kubernetes probe quickly.
@@ -34,7 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; `command` names the one subcommand whose module is imported (None: every one)."""
-    parser = argparse.ArgumentParser(prog="edgeoff", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = OneLineParser(prog="edgeoff", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--version", action="version", version=f"edgeoff {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
@@ -45,7 +45,20 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _warn_in_one_line(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """A warning (e.g. a deprecated scenario key) as one line on stderr, like an error."""
+    print(f"edgeoff: warning: {message}", file=sys.stderr if file is None else file)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    warnings.showwarning = _warn_in_one_line
     words = list(sys.argv[1:] if argv is None else argv)
     command = next((w for w in words if not w.startswith("-")), None)
     parser = build_parser(command if command in COMMANDS else "")

@@ -30,6 +30,7 @@ import functools
 import logging
 import queue
 import secrets
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -40,6 +41,8 @@ from typing import Any
 import numpy as np
 
 from edgeoff.engines import get_engine
+from edgeoff.errors import EdgeoffError
+from edgeoff.files import check_output
 from edgeoff.knowledge import chain_means
 from edgeoff.ops import (
     EXIT_CONFIG,
@@ -69,9 +72,25 @@ from mobile_agent.settings import AgentSettings
 from mobile_agent.tasks import TaskExecution
 from mobile_agent.twin_record import RunRecorder
 
-__all__ = ["EXIT_CONFIG", "AgentService", "AgentSettings", "MobileAgent", "main", "write_results"]
+__all__ = [
+    "EXIT_CONFIG",
+    "EXIT_NOT_CONNECTED",
+    "AgentService",
+    "AgentSettings",
+    "MobileAgent",
+    "NotConnectedError",
+    "main",
+    "write_results",
+]
 
 log = logging.getLogger("edgeoff.agent")
+
+EXIT_NOT_CONNECTED = 1  # the run could not start: no broker, or the broker refused the account
+
+
+class NotConnectedError(EdgeoffError):
+    """The agent never connected to the broker within wait_sites_s, or the broker refused its account."""
+
 
 # wall seconds from a task request to its result: milliseconds (a cloud site) to minutes (a slow ED)
 ROUND_TRIP_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -129,6 +148,7 @@ class MobileAgent(TaskExecution, RemoteAttempts, EventPump, PolicyPublishing):
         self._policy_dirty = True
         self._policy_body: dict[str, Any] | None = None
         self._last_fallback: dict[str, Any] | None = None
+        self._refused: int | None = None
         self._application: DagApplication | None = None
         self.record = RunRecord()
         self.recorder = RunRecorder()  # what `edgeoff twin` needs to replay a run (mobile_agent.twin_record)
@@ -151,19 +171,39 @@ class MobileAgent(TaskExecution, RemoteAttempts, EventPump, PolicyPublishing):
             self.planner.engine.name,
         )
         try:
-            self._pump(self.clock() + self.settings.wait_sites_s, self._all_sites_online, interruptible=True)
+            started = self.clock()
+            self._pump(
+                started + self._connect_wait_s(),
+                lambda: self.mqtt.connected.is_set() or self._refused is not None,
+                interruptible=True,
+            )
+            if not self.mqtt.connected.is_set() and not self.stop.is_set():
+                raise NotConnectedError(self._not_connected())
+            self._pump(started + self.settings.wait_sites_s, self._all_sites_online, interruptible=True)
             log.info(
                 "agent %s: sites online: %s",
                 self.settings.agent,
                 ", ".join(self.view.online_sites()) or "none",
             )
-            started = self.clock()
+            started = self.clock()  # the applications' clock
             while not self.stop.is_set() and self._more_apps(started):
                 self._run_app(self.record.apps_started)
             self._publish_policy()
         finally:
             self._shutdown()
         return self.results()
+
+    def _connect_wait_s(self) -> float:
+        """How long to wait for the broker at start: the sites' wait, and at least one connect timeout."""
+        return max(self.settings.wait_sites_s, self.settings.broker.connect_timeout_s)
+
+    def _not_connected(self) -> str:
+        broker = self.settings.broker
+        where = f"the broker at {broker.host}:{broker.port}"
+        if self._refused is not None:
+            account = broker.username or "(anonymous)"
+            return f"{where} refused the account {account} (reason code {self._refused})"
+        return f"could not connect to {where} in {self._connect_wait_s():g} s"
 
     def _all_sites_online(self) -> bool:
         return len(self.view.online_sites()) == len(self.site_ids) - 1
@@ -283,18 +323,25 @@ class AgentService:
 
 
 def build_service(settings: AgentSettings, stop: threading.Event, ops: Operations) -> AgentService:
+    if settings.out is not None:
+        check_output(settings.out, folder=False)  # before the run: a bad --out must not lose its results
     return AgentService(build_agent(settings, stop, ops), settings.out)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`edgeoff-agent`: settings, logging, build, run until done or SIGTERM/SIGINT (after the current
-    task), write the results, exit 0 (2: bad settings or scenario)."""
-    return run_daemon(
-        prog="edgeoff-agent",
-        argv=argv,
-        parser=build_parser(),
-        settings_from_args=functools.partial(settings_from_args, AgentSettings),
-        build=build_service,
-        label=lambda settings: {"agent": settings.agent},
-        check_redis=False,  # the agent does not use Redis: ready = connected to the broker
-    )
+    task), write the results, exit 0 (2: bad settings, scenario or --out; 1: never connected to the
+    broker, or it refused the account: nothing was run)."""
+    try:
+        return run_daemon(
+            prog="edgeoff-agent",
+            argv=argv,
+            parser=build_parser(),
+            settings_from_args=functools.partial(settings_from_args, AgentSettings),
+            build=build_service,
+            label=lambda settings: {"agent": settings.agent},
+            check_redis=False,  # the agent does not use Redis: ready = connected to the broker
+        )
+    except NotConnectedError as exc:
+        print(f"edgeoff-agent: error: {exc}", file=sys.stderr)
+        return EXIT_NOT_CONNECTED

@@ -22,7 +22,11 @@ from mobile_agent.record import RunRecord
 from mobile_agent.settings import AgentSettings
 from mobile_agent.twin_record import RunRecorder
 
-__all__ = ["EventPump"]
+__all__ = ["REFUSED_CODES", "EventPump"]
+
+# CONNACK reason codes of a broker that will not take these credentials, however often asked: MQTT v5 bad
+# user name or password (0x86), not authorized (0x87); MQTT 3.1.1 codes 4 and 5.
+REFUSED_CODES = frozenset({0x86, 0x87, 4, 5})
 
 log = logging.getLogger("edgeoff.agent")
 
@@ -46,6 +50,7 @@ class EventPump:
     stop: threading.Event
     inbox: queue.Queue[MqttEvent]
     _policy_dirty: bool
+    _refused: int | None  # the broker's reason code when it refused our connection (bad credentials)
 
     if TYPE_CHECKING:  # provided by another part of the class; declared for the type checker
 
@@ -81,8 +86,11 @@ class EventPump:
             case Connected():
                 log.info("agent %s: connected", self.settings.agent)
                 self._policy_dirty = True
+                self._refused = None
             case Disconnected():
                 log.warning("agent %s: disconnected (reason %d)", self.settings.agent, event.reason_code)
+                if event.reason_code in REFUSED_CODES and not self.mqtt.connected.is_set():
+                    self._refused = event.reason_code
 
     def _on_message(self, message: Message) -> None:
         parsed = topics.parse_topic(message.topic)

@@ -83,7 +83,7 @@ def failure_model_for_site(
         return None
     if node not in nodes:
         raise TraceError(
-            f"dataset {dataset}: site {site} maps to node {node!r}, which is not in the node table"
+            f"{scenario.source}: datasets.{dataset}.{site}: unknown node {node!r} (not in the node table)"
         )
     trace = nodes[node]
     return FailureModel(mttf_h=trace.mttf_h, mttr_h=trace.mttr_h, time_compression=time_compression)

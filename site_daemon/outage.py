@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -27,6 +28,7 @@ class InjectedFailures:
     mqtt: MqttClient
     counters: Counters
     clock: Callable[[], float]
+    wall_clock: Callable[[], float]
     failures: Iterator[Period] | None
     _next_phase_at: float | None
     _link_expires_at: float | None
@@ -53,6 +55,7 @@ class InjectedFailures:
         log.warning(
             "site %s: injected failure for %.3f s (session %s)", self.site.id, duration_s, self._session
         )
+        self._record_injection(duration_s)
         self._up = False
         self._generation += 1
         self._abort.set()
@@ -63,6 +66,24 @@ class InjectedFailures:
             self.mqtt.pause(with_will=True)
         else:
             self._link_expires_at = self.clock() + KEEPALIVE_GRACE * self.settings.broker.keepalive_s
+
+    def _record_injection(self, duration_s: float) -> None:
+        """Append the failure to the injection log (if set); a write error is logged and counted."""
+        path = self.settings.injection_log
+        if path is None:
+            return
+        event = {
+            "site": self.site.id,
+            "ts": self.wall_clock(),
+            "down_s": duration_s,
+            "session": self._session,
+        }
+        try:
+            with path.open("a", encoding="utf-8") as log_file:
+                log_file.write(json.dumps(event) + "\n")
+        except OSError as exc:
+            self.counters.incr("injection_log_errors")
+            log.warning("site %s: cannot record the injected failure in %s: %s", self.site.id, path, exc)
 
     def _recover(self) -> None:
         log.warning("site %s: recovering from the injected failure", self.site.id)

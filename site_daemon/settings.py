@@ -33,6 +33,9 @@ class SiteSettings(DaemonSettings, OpsSettings):
     # (a killed process on a live host): the link drops and the will fires at once.
     failure_mode: Literal["hang", "crash"] = "hang"
     seed: int | None = None  # failure injection RNG; None: fresh entropy
+    # Record every injected failure as one JSON line {site, ts (wall clock), down_s, session} appended to
+    # this file: the run's ground truth (edgeoff up reads it), whatever the log format. None: not recorded.
+    injection_log: Path | None = None
     execution_scale: Annotated[float, Field(ge=0)] = 1.0  # wall seconds per emulated second of computation
     max_concurrent_tasks: Annotated[int, Field(ge=1)] = 1  # a site computes one task at a time by default
     claim_margin_s: Annotated[float, Field(ge=0)] = 5.0  # lease = expected run time + deadline + this margin

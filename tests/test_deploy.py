@@ -109,15 +109,40 @@ def test_compose_daemons_have_healthchecks_restart_policies_and_secret_files() -
     services = compose_services()
     daemons = {name: s for name, s in services.items() if s.get("command", [None])[0] in DAEMON_COMMANDS}
     assert set(daemons) == {"site-ed", "site-ec", "site-er", "site-cd", "worker", "agent"}
+    accounts = re.search(r'accounts="([^"]+)"', services["install-secrets"]["command"][0])
+    assert accounts is not None
+    installed = dict(entry.split(":") for entry in accounts[1].split())
+    uids = set()
     for name, service in daemons.items():
-        assert service["healthcheck"]["test"][:3] == ["CMD", "edgeoff", "health"], name
+        test = service["healthcheck"]["test"]
+        assert test[0] == "CMD-SHELL", name
+        # healthy = fresh and ready; stale past the loop watchdog (30 s) = frozen: killed, so restart: applies
+        assert test[1].startswith("edgeoff health /tmp/health.json --max-age 10 --ready && exit 0;"), name
+        assert "--max-age 30" in test[1], name
+        assert "kill -KILL" in test[1], name
         assert service["restart"] in {"unless-stopped", "always", "on-failure"}, name
         for dep in ("mosquitto", "redis"):
             assert service["depends_on"][dep]["condition"] == "service_healthy", name
+        # one fixed non-root uid per daemon (never the operator's: defect 3), owner of its password alone
+        uid, gid = service["user"].split(":")
+        assert uid.isdigit(), name
+        assert int(uid) >= 10000, name
+        assert gid == "10001", name
+        uids.add(uid)
         env = service["environment"]
         password_files = [k for k in env if k.endswith("BROKER__PASSWORD_FILE")]
         assert len(password_files) == 1, name
-        assert env[password_files[0]].removeprefix("/run/secrets/") in service["secrets"], name
+        account = env[password_files[0]].removeprefix("/run/secrets/edgeoff/")
+        username = next(v for k, v in env.items() if k.endswith("BROKER__USERNAME"))
+        assert account == username, name
+        assert installed[account] == uid, f"{name}: its password must be installed for uid {uid}"
+        assert "daemon-secrets:/run/secrets/edgeoff:ro" in service["volumes"], name
+        # built once by edgeoff-image (defect 4), never pulled
+        assert "build" not in service, name
+        assert service["pull_policy"] == "never", name
+        assert service["depends_on"]["edgeoff-image"]["condition"] == "service_completed_successfully"
+    assert len(uids) == len(daemons), "each daemon its own uid"
+    assert [n for n, s in services.items() if "build" in s] == ["edgeoff-image"]
     for name in ("mosquitto", "redis"):
         assert "healthcheck" in services[name]
         assert services[name]["restart"] == "unless-stopped"
@@ -128,6 +153,18 @@ def test_compose_daemons_have_healthchecks_restart_policies_and_secret_files() -
         assert "--inject-failures" in command
 
 
+def test_compose_port_is_a_variable_and_no_anonymous_volumes() -> None:
+    services = compose_services()
+    assert services["mosquitto"]["ports"] == ["127.0.0.1:${EDGEOFF_MQTT_PORT:-1883}:1883"]
+    # the eclipse-mosquitto image declares VOLUME /mosquitto/data and /mosquitto/log: each needs a mount
+    for name in ("mosquitto", "install-secrets"):
+        mounts = [v.split(":")[1] for v in services[name].get("volumes", [])] + services[name].get(
+            "tmpfs", []
+        )
+        targets = {m.split()[0] for m in mounts}
+        assert {"/mosquitto/data", "/mosquitto/log"} <= targets, name
+
+
 def test_compose_holds_no_plaintext_password() -> None:
     text = (REPO / "compose" / "compose.yaml").read_text(encoding="utf-8")
     assert not re.search(r"(?i)(password|passwd|requirepass)\s*[:=]\s*['\"]?[A-Za-z0-9]{8,}", text)
@@ -136,9 +173,16 @@ def test_compose_holds_no_plaintext_password() -> None:
         for key, value in (service.get("environment") or {}).items():
             if re.search(r"PASSWORD(?!_FILE)|SECRET|TOKEN", key):
                 pytest.fail(f"secret in the environment: {key}={value}")
-    secrets = yaml.safe_load((REPO / "compose" / "compose.yaml").read_text(encoding="utf-8"))["secrets"]
-    for secret in secrets.values():
-        assert secret["file"].startswith("../brokers/secrets/"), secret  # git-ignored, generated
+    secrets_in = compose_services()["install-secrets"]["volumes"][0]
+    assert secrets_in == "${EDGEOFF_SECRETS_DIR:-../brokers/secrets}:/in:ro"  # git-ignored, generated
+
+
+def test_dockerfile_needs_no_registry_frontend() -> None:
+    text = (REPO / "Dockerfile").read_text(encoding="utf-8")
+    assert not re.search(
+        r"(?im)^#\s*syntax\s*=", text
+    )  # BuildKit would fetch the frontend image from Docker Hub (defect 1)
+    assert "useradd --system" not in text  # uid 10001 > SYS_UID_MAX: a warning on every build (defect 11)
 
 
 # ---------------------------------------------------------------------- Kubernetes
@@ -217,6 +261,8 @@ def test_units_are_notify_services_with_a_watchdog_and_hardening(unit: str) -> N
         "ProtectKernelTunables": "yes",
         "RestrictAddressFamilies": "AF_INET AF_INET6 AF_UNIX",
         "StateDirectory": "edgeoff",
+        # a configuration error (exit 2: bad settings, a metrics port in use) fails at once, no restart loop
+        "RestartPreventExitStatus": "2",
     }
     for key, value in expected.items():
         assert opts.get(key) == [value], f"{unit}: {key}={opts.get(key)}"
@@ -230,6 +276,11 @@ def test_site_unit_takes_the_site_from_its_instance_name() -> None:
     assert unit_options("edgeoff-site@.service")["ExecStart"] == [
         "/opt/edgeoff/venv/bin/edgeoff-site --site %i"
     ]
+    # a second site on one host takes its own metrics port from its per-instance env file (defect 7)
+    assert "-/etc/edgeoff/site-%i.env" in unit_options("edgeoff-site@.service")["EnvironmentFile"]
+    readme = (REPO / "systemd" / "README.md").read_text(encoding="utf-8")
+    assert "site-<id>.env" in readme
+    assert "EDGEOFF_SITE_METRICS_PORT" in readme
 
 
 def env_keys(path: Path) -> list[str]:

@@ -7,18 +7,19 @@ import argparse
 import json
 import logging
 import os
+import re
 import secrets
 import socket
 import threading
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from pydantic_settings import SettingsConfigDict
 
-from edgeoff.commands.status import Observation, RedisView
+from edgeoff.commands.observation import Observation, RedisView
 from edgeoff.ops import (
     EXIT_CONFIG,
     HealthRecord,
@@ -33,7 +34,7 @@ from edgeoff.ops import (
 )
 from edgeoff.wire import topics
 from edgeoff.wire.codec import encode_json, encode_msgpack
-from edgeoff.wire.messages import Heartbeat, Prediction, SiteStatus
+from edgeoff.wire.messages import DOWN_MODEL, Heartbeat, Prediction, SiteProfile, SiteStatus
 from edgeoff.wire.mqtt import Counters, Message
 from edgeoff.wire.settings import DaemonSettings
 from launcher import cli
@@ -453,5 +454,133 @@ def test_status_tables_render_every_kind() -> None:
     console = Console(width=160, record=True)
     console.print(render(report))
     text = console.export_text()
-    for word in ("sites", "offline", "workers", "w0", "agents", "a1", '"reason":"down"', "redis ok"):
+    for word in ("sites", "offline", "workers", "w0", "agents", "a1", "? -> none: down", "redis ok"):
         assert word in text, word
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        ("{not json", "not JSON (Expecting property name enclosed in double quotes at line 1 column 2)"),
+        ("[1, 2]", "not a JSON object but list"),
+        ('{"name": "site=ed"}', "missing fields pid, ts, ready, broker"),
+        ('{"name": "x", "pid": 1, "ts": 5, "ready": true}', "missing field broker"),
+        ('{"name": "x", "pid": 1, "ts": "soon", "ready": true, "broker": true}', 'field ts is "soon"'),
+        ('{"name": "x", "pid": 1, "ts": 5, "ready": "yes", "broker": true}', 'field ready is "yes"'),
+    ],
+)
+def test_edgeoff_health_says_what_is_wrong_with_a_malformed_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, reason: str
+) -> None:
+    path = tmp_path / "health.json"
+    path.write_text(content)
+    assert cli.main(["health", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith(f"unhealthy: {path} is not a health file: ")
+    assert reason in out
+
+
+def _busy_report() -> dict[str, Any]:
+    """A report with the widest values a DS1 run of `edgeoff up` shows."""
+    obs = Observation()
+    types: dict[str, Literal["ED", "EC", "ER", "CD"]] = {"ed": "ED", "ec": "EC", "er": "ER", "cd": "CD"}
+    for i, (site, site_type) in enumerate(types.items()):
+        status = SiteStatus(state="offline" if site == "ec" else "online", session=12, ts=990.0)
+        obs.add(_message(topics.site_topic(site, "status"), encode_json(status)), 0)
+        obs.add(
+            _message(
+                topics.site_topic(site, "profile"),
+                encode_json(SiteProfile(site=site, type=site_type, mips=8000, memory_gb=8, storage_gb=64)),
+            ),
+            0,
+        )
+        model = DOWN_MODEL if site in ("ec", "er") else "last-value"
+        prediction = Prediction(
+            site=site,
+            availability=0.0 if model == DOWN_MODEL else 0.998765,
+            version=1234,
+            model=model,
+            ts=999.0,
+        )
+        obs.add(_message(topics.prediction(site), encode_json(prediction)), 0)
+        beat = Heartbeat(session=12, seq=1, mono_ts=1.0)
+        obs.add(_message(topics.site_topic(site, "heartbeat"), encode_msgpack(beat)), -123.4 + i)
+    fallback = {
+        "task_id": "app-123-task-7",
+        "from": "ec",
+        "to": "ed",
+        "reason": "site suspected by the detector (detector:down)",
+        "ts": 999.0,
+    }
+    body = {
+        "version": 1234,
+        "engine": "mdp-selected",
+        "ts": 990.0,
+        "last_fallback": fallback,
+        "progress": {"apps_done": 12345, "fallbacks": 678},
+    }
+    obs.add(_message(topics.agent_policy("md"), json.dumps(body).encode()), 0)
+    owners = dict.fromkeys(("ed", "ec", "er", "cd"), "worker-0")
+    view = RedisView(
+        prediction_workers=owners,
+        workers={
+            "worker-0": {
+                "in_heartbeats": 123456,
+                "verdicts.up": 1234,
+                "verdicts.down": 56,
+                "predictions.published": 7890,
+            }
+        },
+    )
+    return {
+        "broker": "127.0.0.1:49152",
+        "redis": "ok",
+        "observed_s": 3.0,
+        **obs.report(now=1.0, wall=1000.0, redis=view),
+    }
+
+
+def test_status_fits_80_columns_with_every_header_and_the_detector_verdict() -> None:
+    from rich.console import Console
+
+    from edgeoff.commands.status import render
+
+    report = _busy_report()
+    assert {row["site"]: row["detector"] for row in report["sites"]} == {
+        "ed": "up",
+        "ec": "down",
+        "er": "down",
+        "cd": "up",
+    }
+    console = Console(width=80, record=True)
+    console.print(render(report))
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "…" not in text  # nothing cut off
+    headers = [
+        "site",
+        "type",
+        "state",
+        "detector",
+        "heartbeat",
+        "avail.",
+        "forecaster",
+        "worker",
+        "heartbeats",
+        "verdicts up",
+        "down",
+        "predictions",
+        "dropped",
+        "agent",
+        "engine",
+        "policy",
+        "age",
+        "apps",
+        "fallbacks",
+        "last fallback",
+    ]
+    for header in headers:
+        assert re.search(rf"(^|\s){re.escape(header)}(\s|$)", text, re.M), header
+    rows = {line.split()[0]: line.split() for line in text.splitlines() if line.split()[:1] == ["ec"]}
+    assert rows["ec"][1:4] == ["EC", "offline", "down"]
+    assert "ec -> ed: site" in text  # the reason wraps in its column

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from edgeoff.errors import ScenarioError
+from edgeoff.errors import ScenarioError, TraceError
 from edgeoff.scenario import default_scenario, load_scenario, parse_scenario
+from edgeoff.traces import load_node_table
+from launcher.cli import main
+from site_daemon.failure_injection import failure_model_for_site
 
 PAPER = (Path(__file__).parents[1] / "edgeoff" / "scenarios" / "paper.toml").read_text()
 
@@ -97,3 +101,60 @@ def test_missing_file() -> None:
 def test_unknown_dataset() -> None:
     with pytest.raises(ScenarioError, match="unknown dataset 'DS9'"):
         default_scenario().dataset("DS9")
+
+
+@pytest.mark.parametrize("raw", [False, True])
+def test_unknown_node_names_the_file_and_the_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], request: pytest.FixtureRequest, raw: bool
+) -> None:
+    """`edgeoff evaluate` with a scenario whose dataset names a node the failure data does not have
+    (the packaged node table, or the raw LANL file)."""
+    lanl: Path | None = request.getfixturevalue("lanl_path") if raw else None
+    path = tmp_path / "bad.toml"
+    path.write_text(PAPER.replace('ed = "7_1"', 'ed = "99_1"', 1))
+    args = ["evaluate", "--scenario", str(path), "--out", str(tmp_path / "out"), "--quiet"]
+    args += ["--datasets", "DS1"] + (["--lanl", str(lanl)] if lanl else [])
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1
+    assert f"{path}: datasets.DS1.ed: unknown" in err
+    assert "99_1" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_live_failure_injection_names_the_file_and_the_field(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(PAPER.replace('ed = "7_1"', 'ed = "99_1"', 1))
+    with pytest.raises(TraceError, match=rf"^{re.escape(str(path))}: datasets\.DS1\.ed: unknown node '99_1'"):
+        failure_model_for_site(load_scenario(path), "DS1", "ed", load_node_table())
+
+
+def test_bandwidth_is_kilobytes_per_second_and_the_old_key_is_read_with_a_warning(tmp_path: Path) -> None:
+    assert "bandwidth_kbps" not in PAPER  # the packaged scenario uses the new key
+    old = tmp_path / "old.toml"
+    old.write_text(PAPER.replace("bandwidth_kbyte_s =", "bandwidth_kbps ="))
+    with pytest.warns(FutureWarning, match=rf"^{re.escape(str(old))}: links\.0\.bandwidth_kbps and others: "):
+        scenario = load_scenario(old)
+    assert scenario.network.bandwidth_kbps.tolist() == default_scenario().network.bandwidth_kbps.tolist()
+    both = tmp_path / "both.toml"
+    both.write_text(
+        PAPER.replace("bandwidth_kbyte_s = 2500", "bandwidth_kbyte_s = 2500\nbandwidth_kbps = 2500", 1)
+    )
+    with pytest.raises(
+        ScenarioError, match=r"links\.0: give bandwidth_kbyte_s or bandwidth_kbps \(deprecated\)"
+    ):
+        load_scenario(both)
+
+
+def test_the_edgeoff_command_prints_the_deprecation_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = tmp_path / "old.toml"
+    old.write_text(PAPER.replace("bandwidth_kbyte_s =", "bandwidth_kbps ="))
+    args = ["evaluate", "--scenario", str(old), "--apps", "2", "--reps", "1", "--datasets", "DS1"]
+    assert main([*args, "--engines", "efpo", "--workers", "1", "--quiet", "--out", str(tmp_path / "o")]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "deprecated" in line]
+    assert warnings == [
+        f"edgeoff: warning: {old}: links.0.bandwidth_kbps and others: bandwidth_kbps is deprecated, "
+        "rename it bandwidth_kbyte_s (same value: kilobytes per second)"
+    ]

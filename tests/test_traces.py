@@ -402,3 +402,25 @@ def test_cli_build_reproduces_the_committed_table(
     assert main(["traces", "build", "--lanl", str(lanl_path), "--out", str(out)]) == 0
     assert str(out) in capsys.readouterr().out
     assert out.read_bytes() == traces.packaged_table_path().read_bytes()
+
+
+@pytest.mark.parametrize("case", ["a folder", "under a file"])
+def test_cli_build_refuses_a_bad_out_before_reading_and_leaves_no_temporary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("keep\n")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    out, message = {
+        "a folder": (folder, f"{folder}: is a folder; give a file name"),
+        "under a file": (blocker / "nodes.json", f"{blocker} is a file, not a folder"),
+    }[case]
+    missing_raw = tmp_path / "never-read.csv.xz"  # --out is refused before the raw file is even opened
+    assert main(["traces", "build", "--lanl", str(missing_raw), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err.splitlines() == [f"edgeoff traces: error: {out}: {message.split(': ', 1)[-1]}"] or message in err
+    )
+    assert message in err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["file", "folder"]  # no .tmp anywhere

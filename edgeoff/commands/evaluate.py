@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import time
 from pathlib import Path
 from typing import Any
 
+from edgeoff.commands.provenance import provenance, run_info
 from edgeoff.commands.sweep import run_sweep
 from edgeoff.engines import ENGINES, PAPER_ENGINES, get_engine
 from edgeoff.errors import EvaluationError
@@ -22,25 +24,51 @@ from edgeoff.evaluation.experiment import (
     run_experiment,
 )
 from edgeoff.evaluation.report import write_plots, write_report, write_results
-from edgeoff.files import staged_folder
+from edgeoff.files import check_output, staged_folder
 from edgeoff.scenario import load_scenario
+
+PROGRESS_BAR_WIDTH = 12  # the bar, the counts, the time left and the current job fit 80 columns
+
+
+def _split(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 def _names(text: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in text.split(",") if part.strip())
+    names = _split(text)
+    if not names:
+        raise argparse.ArgumentTypeError(f"no name in {text!r}")
+    return names
 
 
 def _seconds_list(what: str) -> Any:
     def parse(text: str) -> tuple[float, ...]:
         try:
-            values = tuple(float(part) for part in _names(text))
+            values = tuple(float(part) for part in _split(text))
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a list of {what}: {text!r}") from None
-        if not values or any(v <= 0 for v in values):
-            raise argparse.ArgumentTypeError(f"{what} must be positive: {text!r}")
+        if not values or not all(math.isfinite(v) and v > 0 for v in values):
+            raise argparse.ArgumentTypeError(f"{what} must be positive and finite: {text!r}")
         return values
 
     return parse
+
+
+def _whole(minimum: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}: {text!r}")
+        return value
+
+    return parse
+
+
+_positive = _whole(1)
+_seed = _whole(0)  # numpy's seed sequences take no negative entropy
 
 
 def _failure_models(text: str) -> tuple[str, ...]:
@@ -49,16 +77,6 @@ def _failure_models(text: str) -> tuple[str, ...]:
     if not models or bad or len(set(models)) != len(models):
         raise argparse.ArgumentTypeError(f"failure models are markov and/or replay, once each: {text!r}")
     return models
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
-    return value
 
 
 def add_parser(subparsers: Any) -> None:
@@ -77,7 +95,7 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--apps", type=_positive, help="application runs per repetition (default 1000)")
     parser.add_argument("--reps", type=_positive, help="repetitions (default 100; 20 per cell with --sweep)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=_seed, default=0, help="seed of the workload and failures (>= 0)")
     parser.add_argument("--scenario", type=Path, help="scenario TOML file (default: the paper's)")
     parser.add_argument(
         "--lanl", type=Path, help="raw LANL CSV (.csv or .csv.xz); default: the packaged table"
@@ -119,12 +137,24 @@ def add_parser(subparsers: Any) -> None:
         help="the map's detection times in seconds, comma-separated (default 0.15,0.5,1.5,3)",
     )
     parser.add_argument("--workers", type=_positive, default=os.cpu_count() or 1, help="processes")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--per-rep",
+        action="store_true",
+        help="also write every repetition's value (results.json: per_rep in each record), for your own "
+        "statistics",
+    )
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress bar (it shows the engine and setting being simulated and the time left)",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
+    started_wall = time.time()
+    check_output(args.out, folder=True)  # before the long work: a bad --out must not cost a whole run
     scenario = load_scenario(args.scenario)
     datasets = args.datasets or tuple(scenario.datasets)
     for name in datasets:
@@ -156,16 +186,15 @@ def run(args: argparse.Namespace) -> int:
         *(Setting(hours[0], d, models[0]) for d in detections[1:]),
         *(Setting(hours[0], detections[0], f) for f in models[1:]),
     )
-    config = ExperimentConfig(datasets, engines, settings, args.apps, args.reps, args.seed, args.workers)
+    config = ExperimentConfig(
+        datasets, engines, settings, args.apps, args.reps, args.seed, args.workers, per_rep=args.per_rep
+    )
     traces = load_traces(scenario, datasets, args.lanl)
     # a node with nothing to replay: one-line error before anything is written
     replays = load_replays(scenario, datasets, traces, args.lanl) if "replay" in models else None
 
-    total = len(datasets) * len(config.engines) * len(settings)
     forecasts = fit_forecasts(traces, scenario.simulation.prediction_window_h)
-    results = _run_with_progress(
-        scenario, config, traces, forecasts, total, quiet=args.quiet, replays=replays
-    )
+    results = _run_with_progress(scenario, config, traces, forecasts, quiet=args.quiet, replays=replays)
     errors = forecast_errors(traces, scenario.simulation.prediction_window_h)
     seconds = time.perf_counter() - started
     config_record = {
@@ -187,8 +216,15 @@ def run(args: argparse.Namespace) -> int:
         ],
         "prediction_window_h": scenario.simulation.prediction_window_h,
         "discount": scenario.decision.discount,
+        "per_rep": config.per_rep,
     }
-    _write_all(args.out, config_record, results, errors, forecasts.selections, seconds)
+    extra = {
+        "provenance": provenance(args.scenario, args.lanl),
+        "forecast_errors": errors,
+        "forecaster_selection": forecasts.selections,
+        "run": run_info(started_wall, seconds),
+    }
+    _write_all(args.out, config_record, results, extra, seconds)
     _print_table(results, settings[0].label)
     print(f"wrote {args.out}/results.json, report.md and plots in {seconds:.1f} s")
     return 0
@@ -199,49 +235,87 @@ def _run_with_progress(
     config: ExperimentConfig,
     traces: Any,
     forecasts: Forecasts,
-    total: int,
     *,
     quiet: bool,
     replays: Any = None,
 ) -> list[dict[str, Any]]:
+    """The experiment, with a progress bar (unless `quiet`): records done, time left, and the jobs being
+    simulated now (one job: an engine at one setting over every dataset, in lockstep)."""
     if quiet:
         return run_experiment(scenario, config, traces, forecasts, replays=replays)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    jobs = [(i, engine) for i in range(len(config.settings)) for engine in config.engines]
+    finished: dict[tuple[int, str], int] = {}
+    per_job = len(config.datasets)
+
+    def now_running() -> str:
+        return running_label(jobs, finished, per_job, config.workers, [s.label for s in config.settings])
 
     columns = (
         TextColumn("[bold]evaluate"),
-        BarColumn(),
+        BarColumn(bar_width=PROGRESS_BAR_WIDTH),
         MofNCompleteColumn(),
-        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
         TextColumn("{task.description}"),
     )
     with Progress(*columns, transient=True) as progress:
-        task = progress.add_task("", total=total)
+        task = progress.add_task(now_running(), total=len(jobs) * per_job)
 
         def done(record: dict[str, Any]) -> None:
-            progress.update(task, advance=1, description=f"{record['dataset']} {record['engine']}")
+            key = (int(record["setting"]), str(record["engine"]))
+            finished[key] = finished.get(key, 0) + 1
+            progress.update(task, advance=1, description=now_running())
 
         return run_experiment(scenario, config, traces, forecasts, on_done=done, replays=replays)
+
+
+def running_label(
+    jobs: list[tuple[int, str]],
+    finished: dict[tuple[int, str], int],
+    per_job: int,
+    workers: int,
+    labels: list[str],
+) -> str:
+    """The job being simulated now (the first one not finished, in the order the workers take them) and
+    how many more run beside it, short enough for 80 columns: "kubehybrid · 1 h/app, 1.5 s detection +1".
+
+    `jobs`: (setting index, engine) in submission order; `finished`: records done per job, of `per_job`.
+    """
+    running = [job for job in jobs if finished.get(job, 0) < per_job][: max(workers, 1)]
+    if not running:
+        return ""
+    setting, engine = running[0]
+    more = f" +{len(running) - 1}" if len(running) > 1 else ""
+    return f"{engine} · {labels[setting]}{more}"
 
 
 def _write_all(
     out: Path,
     config: dict[str, Any],
     results: list[dict[str, Any]],
-    errors: list[dict[str, Any]],
-    selections: list[dict[str, Any]],
+    extra: dict[str, Any],
     seconds: float,
 ) -> None:
     """Write everything into a temporary folder beside --out, then move the files in: never half-written."""
     with staged_folder(out) as staging:
-        write_results(
-            staging / "results.json",
+        write_results(staging / "results.json", config, results, extra)
+        write_report(
+            staging / "report.md",
             config,
             results,
-            {"forecast_errors": errors, "forecaster_selection": selections, "seconds": seconds},
+            extra["forecast_errors"],
+            extra["forecaster_selection"],
+            seconds,
         )
-        write_report(staging / "report.md", config, results, errors, selections, seconds)
-        write_plots(staging, results)
+        write_plots(staging, results, config)
 
 
 def _print_table(results: list[dict[str, Any]], label: str) -> None:

@@ -1,7 +1,7 @@
 """`edgeoff status`: sites, workers and agents of a running system, from the broker and Redis.
 
     edgeoff status [--broker HOST:PORT] [--username observer --password-file FILE] [--redis URL]
-                   [--seconds 3] [--watch] [--json]
+                   [--run DIR] [--seconds 3] [--watch] [--json]
 
 Subscribes to `edgeoff/v1/#` (as the read-only observer account, where the broker requires one) for
 `--seconds`: retained statuses, profiles, predictions and policies arrive at once, heartbeats show each
@@ -9,9 +9,15 @@ site's last heartbeat age and rate. Reads the predictions of record and the work
 when it answers (Redis is optional: without it the retained MQTT copies are shown). Prints one table per
 kind (rich), or the same as one JSON object with `--json`; `--watch` keeps listening and redraws every
 `--seconds` until Ctrl-C. An unreachable or refusing broker is one line on stderr and exit code 2.
+`--run DIR` takes the broker, the observer account and Redis from the `connection.json` that `edgeoff up
+--out DIR` writes (file paths only, no secret), so `edgeoff status --run run/` is all a user types.
 
-Ages are measured here: `heartbeat_age_s` from the arrival of the last heartbeat at this command,
-`status_age_s` and `prediction_age_s` from the `ts` in the message (the sender's wall clock).
+Each site shows its detector verdict (`down` while the prediction worker's latest prediction for it is
+`detector:down`, 10 missed heartbeats after a hang; `up` otherwise) beside its status (`offline` only after a
+Last Will or a clean stop). The tables fit 80 columns; `--json` has every field (session, heartbeat rate,
+prediction version and source).
+
+Ages: see edgeoff.commands.observation.
 """
 
 from __future__ import annotations
@@ -19,211 +25,23 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import queue
-import secrets
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
+from edgeoff.commands.observation import CONNECT_TIMEOUT_S, Listener, read_redis
 from edgeoff.errors import EdgeoffError
-from edgeoff.wire import topics
-from edgeoff.wire.codec import DEFAULT_MAX_MESSAGE_BYTES, decode_json, decode_msgpack
-from edgeoff.wire.errors import DecodeError, TopicError
-from edgeoff.wire.messages import Heartbeat, Prediction, SiteProfile, SiteStatus
-from edgeoff.wire.mqtt import Connected, Disconnected, Message, MqttClient, MqttEvent
 from edgeoff.wire.settings import BrokerSettings
-from edgeoff.wire.store import KEY_PREFIX
 
-__all__ = ["BrokerUnavailableError", "Observation", "RedisView", "add_parser", "read_redis", "run"]
+__all__ = ["add_parser", "render", "run"]
 
 DEFAULT_BROKER = "127.0.0.1:1883"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 DEFAULT_SECONDS = 3.0  # enough for every retained message and about twenty heartbeats per site
-CONNECT_TIMEOUT_S = 5.0  # a broker that has not accepted us by then is reported unreachable
-REDIS_TIMEOUT_S = 1.0  # Redis is optional here: do not wait long for it
-SCAN_COUNT = 500  # keys per SCAN round trip
 EXIT_OK = 0
-POLL_S = 0.05  # inbox wait while collecting (the loop also checks its deadline)
-ALL_TOPICS = f"{topics.PREFIX}/#"
-
-
-class BrokerUnavailableError(EdgeoffError):
-    """The broker cannot be reached or refused the connection."""
-
-
-# ---------------------------------------------------------------------- what was seen (pure)
-
-
-@dataclass
-class _SiteSeen:
-    status: SiteStatus | None = None
-    profile: SiteProfile | None = None
-    prediction: Prediction | None = None
-    last_heartbeat: float | None = None  # monotonic arrival time
-    first_heartbeat: float | None = None
-    heartbeats: int = 0
-    heartbeat_session: int | None = None
-
-
-@dataclass(frozen=True)
-class RedisView:
-    """The state of record in Redis: predictions (with the worker that wrote them) and worker counters."""
-
-    predictions: Mapping[str, Prediction] = field(default_factory=dict)
-    prediction_workers: Mapping[str, str] = field(default_factory=dict)
-    workers: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
-
-
-class Observation:
-    """Messages of `edgeoff/v1/#` folded into the latest view of each site and agent."""
-
-    def __init__(self) -> None:
-        self.sites: dict[str, _SiteSeen] = {}
-        self.agents: dict[str, dict[str, Any]] = {}
-        self.messages = 0
-        self.unreadable = 0
-
-    def add(self, message: Message, at: float) -> None:
-        """Fold one message received at monotonic time `at` (bad messages are counted, not raised)."""
-        self.messages += 1
-        try:
-            parsed = topics.parse_topic(message.topic)
-            self._fold(parsed, message.payload, at)
-        except (TopicError, DecodeError, ValueError):
-            self.unreadable += 1
-
-    def _fold(self, parsed: topics.ParsedTopic, payload: bytes, at: float) -> None:
-        kind = parsed.kind
-        if kind in ("tasks", "results"):
-            return  # traffic, not state
-        if kind == "policy":
-            body = json.loads(payload)
-            if not isinstance(body, dict):
-                raise ValueError("a policy is a JSON object")
-            self.agents[parsed.id] = body
-            return
-        site = self.sites.setdefault(parsed.id, _SiteSeen())
-        if kind == "status":
-            site.status = decode_json(SiteStatus, payload)
-        elif kind == "profile":
-            site.profile = decode_json(SiteProfile, payload)
-        elif kind == "prediction":
-            site.prediction = decode_json(Prediction, payload)
-        elif kind == "heartbeat":
-            beat = decode_msgpack(Heartbeat, payload)
-            site.heartbeats += 1
-            site.heartbeat_session = beat.session
-            site.first_heartbeat = site.first_heartbeat if site.first_heartbeat is not None else at
-            site.last_heartbeat = at
-
-    def report(self, *, now: float, wall: float, redis: RedisView | None) -> dict[str, Any]:
-        """The JSON-ready view: sites, workers, agents (ages relative to `now`/`wall`)."""
-        redis_view = redis if redis is not None else RedisView()
-        names = sorted(set(self.sites) | set(redis_view.predictions))
-        sites = [self._site_row(name, now, wall, redis_view) for name in names]
-        workers = [
-            {
-                "worker": worker,
-                "sites": sorted(s for s, w in redis_view.prediction_workers.items() if w == worker),
-                "heartbeats": counters.get("in_heartbeats", 0),
-                "verdicts_up": counters.get("verdicts.up", 0),
-                "verdicts_down": counters.get("verdicts.down", 0),
-                "predictions_published": counters.get("predictions.published", 0),
-                "dropped": sum(v for k, v in counters.items() if k.startswith("in_dropped.")),
-            }
-            for worker, counters in sorted(redis_view.workers.items())
-        ]
-        agents = [self._agent_row(name, body, wall) for name, body in sorted(self.agents.items())]
-        return {"sites": sites, "workers": workers, "agents": agents, "unreadable": self.unreadable}
-
-    def _site_row(self, name: str, now: float, wall: float, redis_view: RedisView) -> dict[str, Any]:
-        seen = self.sites.get(name, _SiteSeen())
-        prediction, source = seen.prediction, "mqtt"
-        stored = redis_view.predictions.get(name)
-        if stored is not None and (prediction is None or stored.version >= prediction.version):
-            prediction, source = stored, "redis"
-        rate = None
-        if seen.heartbeats > 1 and seen.first_heartbeat is not None and seen.last_heartbeat is not None:
-            span = seen.last_heartbeat - seen.first_heartbeat
-            rate = round((seen.heartbeats - 1) / span, 2) if span > 0 else None
-        return {
-            "site": name,
-            "type": seen.profile.type if seen.profile else None,
-            "mips": seen.profile.mips if seen.profile else None,
-            "state": seen.status.state if seen.status else None,
-            "session": seen.status.session if seen.status else None,
-            "status_age_s": _age(wall, seen.status.ts if seen.status else None),
-            "heartbeat_age_s": _age(now, seen.last_heartbeat),
-            "heartbeats": seen.heartbeats,
-            "heartbeat_rate_hz": rate,
-            "availability": prediction.availability if prediction else None,
-            "model": prediction.model if prediction else None,
-            "prediction_version": prediction.version if prediction else None,
-            "prediction_age_s": _age(wall, prediction.ts if prediction else None),
-            "prediction_source": source if prediction else None,
-            "worker": redis_view.prediction_workers.get(name),
-        }
-
-    @staticmethod
-    def _agent_row(name: str, body: Mapping[str, Any], wall: float) -> dict[str, Any]:
-        ts = body.get("ts")
-        progress = body.get("progress")
-        return {
-            "agent": name,
-            "engine": body.get("engine"),
-            "policy_version": body.get("version"),
-            "policy_age_s": _age(wall, float(ts)) if isinstance(ts, int | float) else None,
-            "progress": progress if isinstance(progress, dict) else None,
-            "last_fallback": body.get("last_fallback"),
-        }
-
-
-def _age(now: float, then: float | None) -> float | None:
-    return None if then is None else round(max(0.0, now - then), 3)
-
-
-# ---------------------------------------------------------------------- I/O: Redis and the broker
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else value
-
-
-def read_redis(url: str, *, prefix: str = KEY_PREFIX) -> RedisView | None:
-    """Predictions of record and worker counters, or None when Redis does not answer."""
-    import redis  # the broker-only path never needs it
-
-    client = redis.Redis.from_url(url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S)
-    predictions: dict[str, Prediction] = {}
-    owners: dict[str, str] = {}
-    workers: dict[str, dict[str, int]] = {}
-    try:
-        for key in client.scan_iter(match=f"{prefix}prediction:*", count=SCAN_COUNT):
-            site = _text(key)[len(f"{prefix}prediction:") :]
-            raw = {_text(k): _text(v) for k, v in client.hgetall(key).items()}
-            try:
-                predictions[site] = Prediction(
-                    site=site,
-                    availability=float(raw["availability"]),
-                    version=int(raw["version"]),
-                    model=raw["model"],
-                    ts=float(raw["ts"]),
-                )
-            except (KeyError, ValueError):
-                continue  # a corrupt or partial record: the MQTT copy is shown instead
-            if "worker" in raw:
-                owners[site] = raw["worker"]
-        for key in client.scan_iter(match=f"{prefix}worker:*:counters", count=SCAN_COUNT):
-            worker = _text(key)[len(f"{prefix}worker:") : -len(":counters")]
-            counts = client.hgetall(key)
-            workers[worker] = {_text(k): int(v) for k, v in counts.items() if _text(v).lstrip("-").isdigit()}
-    except redis.RedisError:
-        return None
-    finally:
-        client.close()
-    return RedisView(predictions=predictions, prediction_workers=owners, workers=workers)
+CONNECTION_FILE = "connection.json"  # written by `edgeoff up` into its --out (launcher.up.command)
 
 
 def _broker_settings(args: argparse.Namespace) -> BrokerSettings:
@@ -242,61 +60,6 @@ def _broker_settings(args: argparse.Namespace) -> BrokerSettings:
         raise EdgeoffError(f"--broker {args.broker}: {exc}") from None
 
 
-class _Listener:
-    """A read-only MQTT subscription to every edgeoff topic, folded into an Observation."""
-
-    def __init__(self, settings: BrokerSettings, clock: Callable[[], float] = time.monotonic) -> None:
-        self.settings = settings
-        self.clock = clock
-        self.inbox: queue.Queue[MqttEvent] = queue.Queue()
-        self.observation = Observation()
-        self.client = MqttClient(
-            settings=settings,
-            client_id=f"edgeoff-status-{secrets.token_hex(4)}",
-            inbox=self.inbox,
-            max_message_bytes=DEFAULT_MAX_MESSAGE_BYTES,
-        )
-        self.client.subscribe(ALL_TOPICS, qos=0)
-
-    def connect(self) -> None:
-        """Connect or raise BrokerUnavailableError (refused, or not accepted within the timeout)."""
-        where = f"{self.settings.host}:{self.settings.port}"
-        self.client.start()
-        deadline = self.clock() + CONNECT_TIMEOUT_S
-        while self.clock() < deadline:
-            try:
-                event = self.inbox.get(timeout=POLL_S)
-            except queue.Empty:
-                event = None
-            if isinstance(event, Connected):
-                return
-            if isinstance(event, Disconnected) and event.reason_code != 0:
-                raise BrokerUnavailableError(
-                    f"the broker at {where} refused the connection (reason {event.reason_code})"
-                )
-            if isinstance(event, Message):
-                self.observation.add(event, self.clock())
-            if self.client.counters.get("connect_failures") > 0 and not self.client.connected.is_set():
-                raise BrokerUnavailableError(f"cannot connect to the broker at {where}")
-        raise BrokerUnavailableError(
-            f"the broker at {where} did not accept the connection in {CONNECT_TIMEOUT_S:g} s"
-        )
-
-    def listen(self, seconds: float) -> None:
-        """Fold every message that arrives in the next `seconds`."""
-        deadline = self.clock() + seconds
-        while (remaining := deadline - self.clock()) > 0:
-            try:
-                event = self.inbox.get(timeout=min(POLL_S, remaining))
-            except queue.Empty:
-                continue
-            if isinstance(event, Message):
-                self.observation.add(event, self.clock())
-
-    def close(self) -> None:
-        self.client.stop()
-
-
 # ---------------------------------------------------------------------- rendering
 
 
@@ -306,77 +69,117 @@ def _fmt(value: object, spec: str = "", suffix: str = "") -> str:
     return f"{value:{spec}}{suffix}" if spec else f"{value}{suffix}"
 
 
-def render(report: Mapping[str, Any]) -> Any:
-    """rich renderables of a report: one table per kind."""
-    from rich.console import Group
+def _table(title: str, columns: Sequence[tuple[str, str]]) -> Any:
+    """A compact table (a rule under the headers, two spaces between columns) that fits 80 columns; the
+    last column wraps rather than being cut."""
+    from rich import box
     from rich.table import Table
+
+    table = Table(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        padding=(0, 1),
+        collapse_padding=True,
+        show_edge=False,
+    )
+    for k, (header, justify) in enumerate(columns):
+        last = k == len(columns) - 1
+        table.add_column(header, justify="right" if justify == "r" else "left", no_wrap=not last)
+    return table
+
+
+def _fallback(fallback: object) -> str:
+    """An agent's last fallback in a few words: `from -> to: reason`."""
+    if not isinstance(fallback, Mapping):
+        return "-"
+    to = fallback.get("to") or "none"
+    return f"{fallback.get('from', '?')} -> {to}: {fallback.get('reason', '')}"
+
+
+def render(report: Mapping[str, Any]) -> Any:
+    """rich renderables of a report: one table per kind, each fitting 80 columns."""
+    from rich.console import Group
     from rich.text import Text
 
-    sites = Table(title="sites", title_justify="left")
-    for column in (
-        "site",
-        "type",
-        "state",
-        "session",
-        "heartbeat",
-        "rate",
-        "availability",
-        "model",
-        "v",
-        "worker",
-    ):
-        sites.add_column(
-            column, justify="right" if column in ("session", "rate", "availability", "v") else "left"
-        )
+    sites = _table(
+        "sites",
+        [
+            ("site", "l"),
+            ("type", "l"),
+            ("state", "l"),
+            ("detector", "l"),
+            ("heartbeat", "r"),  # its age
+            ("avail.", "r"),
+            ("forecaster", "l"),
+            ("worker", "l"),
+        ],
+    )
     for row in report["sites"]:
         state = row["state"] or "-"
-        style = {"online": "green", "offline": "red"}.get(state, "yellow")
+        verdict = row.get("detector") or "-"
         hb_age = row["heartbeat_age_s"]
         sites.add_row(
             row["site"],
             _fmt(row["type"]),
-            Text(state, style=style),
-            _fmt(row["session"]),
-            "-" if hb_age is None else f"{hb_age:.2f} s ago",
-            _fmt(row["heartbeat_rate_hz"], ".1f", "/s"),
+            Text(state, style={"online": "green", "offline": "red"}.get(state, "yellow")),
+            Text(verdict, style={"up": "green", "down": "red"}.get(verdict, "yellow")),
+            "-" if hb_age is None else f"{hb_age:.1f} s",
             _fmt(row["availability"], ".4f"),
             _fmt(row["model"]),
-            _fmt(row["prediction_version"]),
             _fmt(row["worker"]),
         )
     parts: list[Any] = [sites]
     if report["workers"]:
-        workers = Table(title="workers", title_justify="left")
-        for column in ("worker", "sites", "heartbeats", "up", "down", "predictions", "dropped"):
-            workers.add_column(column, justify="left" if column in ("worker", "sites") else "right")
+        workers = _table(
+            "workers",
+            [
+                ("worker", "l"),
+                ("sites", "l"),
+                ("heartbeats", "r"),
+                ("verdicts up", "r"),
+                ("down", "r"),
+                ("predictions", "r"),
+                ("dropped", "r"),
+            ],
+        )
         for row in report["workers"]:
             workers.add_row(
                 row["worker"],
-                ", ".join(row["sites"]) or "-",
+                ",".join(row["sites"]) or "-",
                 str(row["heartbeats"]),
                 str(row["verdicts_up"]),
                 str(row["verdicts_down"]),
                 str(row["predictions_published"]),
                 str(row["dropped"]),
             )
-        parts.append(workers)
+        parts += [Text(""), workers]
     if report["agents"]:
-        agents = Table(title="agents", title_justify="left")
-        for column in ("agent", "engine", "policy", "age", "apps done", "fallbacks", "last fallback"):
-            agents.add_column(column)
+        agents = _table(
+            "agents",
+            [
+                ("agent", "l"),
+                ("engine", "l"),
+                ("policy", "r"),
+                ("age", "r"),
+                ("apps", "r"),
+                ("fallbacks", "r"),
+                ("last fallback", "l"),
+            ],
+        )
         for row in report["agents"]:
             progress = row["progress"] or {}
-            fallback = row["last_fallback"]
             agents.add_row(
                 row["agent"],
                 _fmt(row["engine"]),
-                _fmt(row["policy_version"]),
+                _fmt(row["policy_version"], "", ""),
                 _fmt(row["policy_age_s"], ".1f", " s"),
                 _fmt(progress.get("apps_done")),
                 _fmt(progress.get("fallbacks")),
-                "-" if fallback is None else json.dumps(fallback, separators=(",", ":"))[:80],
+                _fallback(row["last_fallback"]),
             )
-        parts.append(agents)
+        parts += [Text(""), agents]
     redis_state = report.get("redis", "-")
     parts.append(
         Text(f"broker {report.get('broker')}, redis {redis_state}, {report.get('observed_s')} s observed")
@@ -397,6 +200,12 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--redis", default=DEFAULT_REDIS, help=f"Redis URL (default {DEFAULT_REDIS})")
     parser.add_argument("--no-redis", action="store_true", help="do not read Redis")
     parser.add_argument(
+        "--run",
+        type=Path,
+        metavar="DIR",
+        help="the --out of a running `edgeoff up`: its broker, observer account and Redis (connection.json)",
+    )
+    parser.add_argument(
         "--seconds",
         type=float,
         default=DEFAULT_SECONDS,
@@ -407,7 +216,7 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def _report(listener: _Listener, args: argparse.Namespace, observed_s: float) -> dict[str, Any]:
+def _report(listener: Listener, args: argparse.Namespace, observed_s: float) -> dict[str, Any]:
     redis_view = None if args.no_redis else read_redis(args.redis)
     report = listener.observation.report(now=listener.clock(), wall=time.time(), redis=redis_view)
     redis_state = "off" if args.no_redis else ("ok" if redis_view is not None else "unreachable")
@@ -419,11 +228,41 @@ def _report(listener: _Listener, args: argparse.Namespace, observed_s: float) ->
     }
 
 
+def _from_run(args: argparse.Namespace) -> None:
+    """Fill the broker, account and Redis in `args` from DIR/connection.json (see `edgeoff up`)."""
+    path = args.run / CONNECTION_FILE
+    try:
+        connection = json.loads(path.read_text(encoding="utf-8"))
+        args.broker = str(connection["broker"])
+        args.username = connection.get("username")
+        password_file = connection.get("password_file")
+        args.password_file = None if password_file is None else Path(password_file)
+        redis_url = str(connection["redis"])
+        redis_password_file = connection.get("redis_password_file")
+    except FileNotFoundError:
+        raise EdgeoffError(f"{path} does not exist: is {args.run} the --out of `edgeoff up`?") from None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise EdgeoffError(f"{path}: not a connection file of `edgeoff up` ({exc})") from None
+    ended = f"the run in {args.run} has ended (its work folder with the passwords is gone)"
+    if args.password_file is not None and not args.password_file.exists():
+        raise EdgeoffError(ended)
+    if redis_password_file is not None:
+        try:
+            password = Path(redis_password_file).read_text(encoding="utf-8").strip()
+        except OSError:
+            raise EdgeoffError(ended) from None
+        parts = urlsplit(redis_url)
+        redis_url = urlunsplit(parts._replace(netloc=f":{password}@{parts.netloc}"))
+    args.redis = redis_url
+
+
 def run(args: argparse.Namespace) -> int:
     if args.seconds <= 0:
         raise EdgeoffError("--seconds must be positive")
+    if args.run is not None:
+        _from_run(args)
     logging.getLogger("edgeoff.wire.mqtt").setLevel(logging.ERROR)  # failures become our one line
-    listener = _Listener(_broker_settings(args))
+    listener = Listener(_broker_settings(args))
     try:
         listener.connect()
         started = listener.clock()
@@ -442,7 +281,7 @@ def run(args: argparse.Namespace) -> int:
         listener.close()
 
 
-def _watch(listener: _Listener, args: argparse.Namespace, started: float) -> int:
+def _watch(listener: Listener, args: argparse.Namespace, started: float) -> int:
     from rich.console import Console
     from rich.live import Live
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from edgeoff import traces
 from edgeoff.errors import TraceError
-from edgeoff.files import staged_folder
+from edgeoff.files import check_output, staged_folder
 from edgeoff.forecasting import backtest, prototype
 from edgeoff.forecasting import report as backtest_report
 
@@ -130,6 +130,8 @@ def run_stats(args: argparse.Namespace) -> int:
 def run_build(args: argparse.Namespace) -> int:
     out: Path = args.out if args.out is not None else traces.packaged_table_path()
     replay_out: Path = args.replay_out or out.parent / traces.PACKAGED_REPLAY_TABLE  # beside the node table
+    for path in (out, replay_out):
+        check_output(path, folder=False)  # before reading the raw file: a folder or a path under a file
     records = traces.read_failure_records(args.lanl)
     source_file, source_sha256 = Path(args.lanl).name, traces.file_sha256(args.lanl)
     table = traces.build_node_table(
@@ -148,6 +150,7 @@ def run_build(args: argparse.Namespace) -> int:
 
 def run_backtest(args: argparse.Namespace) -> int:
     """Backtest the nodes, write json/md/png into ``args.out`` all at once, print a summary."""
+    check_output(args.out, folder=True)  # before the backtests, which take a while
     node_traces = _load_traces(args.lanl, args.nodes)
     source = str(args.lanl) if args.lanl is not None else f"packaged table {traces.PACKAGED_TABLE}"
     settings = backtest.BacktestSettings(seed=args.seed)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from edgeoff.engines import get_engine
-from edgeoff.errors import EvaluationError, TraceError
+from edgeoff.errors import EvaluationError, ScenarioError, TraceError
 from edgeoff.evaluation.forecasts import WindowForecaster
 from edgeoff.evaluation.paired import REPS_KEY, add_paired
 from edgeoff.evaluation.simulator import Group, RunResult, SiteBehaviour, simulate_groups
@@ -95,6 +95,7 @@ class ExperimentConfig:
     reps: int = 100
     seed: int = 0
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    per_rep: bool = False  # also record every repetition's value (`per_rep` in each record)
 
 
 def load_traces(scenario: Scenario, datasets: Sequence[str], lanl: Path | None) -> dict[str, NodeTrace]:
@@ -102,12 +103,18 @@ def load_traces(scenario: Scenario, datasets: Sequence[str], lanl: Path | None) 
     nodes = sorted({node for name in datasets for node in scenario.dataset(name).values()})
     if lanl is None:
         table = load_node_table()
-        missing = [n for n in nodes if n not in table]
-        if missing:
-            raise TraceError(f"unknown node(s) {', '.join(missing)}: not in the packaged table (use --lanl)")
+        scenario.require_nodes(datasets, table, "the packaged LANL node table; give a raw file with --lanl")
         return {n: table[n] for n in nodes}
     records = read_failure_records(lanl)
-    return {n: node_trace(records, n) for n in nodes}
+    out = {}
+    for n in nodes:
+        try:
+            out[n] = node_trace(records, n)
+        except TraceError as exc:
+            raise ScenarioError(
+                f"{scenario.source}: {scenario.node_field(datasets, n)}: {exc} in {lanl}"
+            ) from None
+    return out
 
 
 @dataclass(frozen=True)
@@ -195,8 +202,12 @@ def forecast_errors(traces: dict[str, NodeTrace], window_h: float) -> list[dict[
     return rows
 
 
-def summarise(scenario: Scenario, dataset: str, engine: str, apps: int, run: RunResult) -> dict[str, Any]:
-    """The results.json record of one (dataset, engine) pair; means and standard deviations over reps."""
+def summarise(
+    scenario: Scenario, dataset: str, engine: str, apps: int, run: RunResult, *, per_rep: bool = False
+) -> dict[str, Any]:
+    """The results.json record of one (dataset, engine) pair; means and standard deviations over reps, and
+    with `per_rep` every repetition's value: `per_rep` {rt_s, battery_pct, availability_pct, failures},
+    lists of length reps in repetition order."""
 
     def stat(x: np.ndarray) -> dict[str, float]:
         return {"mean": float(x.mean()), "std": float(x.std(ddof=1)) if x.size > 1 else 0.0}
@@ -207,7 +218,7 @@ def summarise(scenario: Scenario, dataset: str, engine: str, apps: int, run: Run
     types = np.array(scenario.site_types)
     placed = run.placements.sum(axis=0)
     total = max(int(placed.sum()), 1)
-    return {
+    record: dict[str, Any] = {
         "dataset": dataset,
         "engine": engine,
         "rt_s": stat(run.rt_s),
@@ -225,6 +236,14 @@ def summarise(scenario: Scenario, dataset: str, engine: str, apps: int, run: Run
             for i, sid in enumerate(scenario.site_ids)
         },
     }
+    if per_rep:
+        record["per_rep"] = {
+            "rt_s": run.rt_s.tolist(),
+            "battery_pct": battery.tolist(),
+            "availability_pct": availability.tolist(),
+            "failures": run.failures.tolist(),
+        }
+    return record
 
 
 @dataclass(frozen=True)
@@ -239,6 +258,7 @@ class _Job:
     reps: int
     setting: Setting
     setting_index: int
+    per_rep: bool = False
 
 
 def _run(job: _Job) -> list[dict[str, Any]]:
@@ -246,7 +266,7 @@ def _run(job: _Job) -> list[dict[str, Any]]:
     runs = simulate_groups(scenario, job.groups, get_engine(job.engine), apps=job.apps, reps=job.reps)
     records = []
     for dataset, run in zip(job.datasets, runs, strict=True):
-        record = summarise(scenario, dataset, job.engine, job.apps, run)
+        record = summarise(scenario, dataset, job.engine, job.apps, run, per_rep=job.per_rep)
         record["setting"] = job.setting_index
         record["time_compression"] = job.setting.time_compression
         record["detection_s"] = job.setting.detection_s
@@ -294,6 +314,7 @@ def run_experiment(
             config.reps,
             setting,
             index,
+            config.per_rep,
         )
         for index, setting in enumerate(config.settings)
         for engine in config.engines

@@ -1,13 +1,15 @@
 """The shell every daemon shares: `run_daemon` (its `main()`) and `Operations` (its observability).
 
-    parse -> settings (exit 2 on a bad one) -> logging -> build (exit 2 on EdgeoffError)
-          -> SIGTERM/SIGINT set a stop flag -> metrics server, Redis probe -> serve -> exit 0
+    parse -> settings (exit 2 on a bad one) -> logging -> SIGTERM/SIGINT set a stop flag
+          -> build, retried while Redis cannot be reached (exit 2 on EdgeoffError)
+          -> metrics server, Redis probe, loop watchdog -> serve -> exit 0
 
 The daemon's serve loop calls :meth:`Operations.tick` on every pass (cheap: two comparisons when nothing
 is due). `tick` sends READY=1 to systemd after the first connection, WATCHDOG=1 at half the unit's
-watchdog timeout (so a stuck loop gets the daemon restarted) and rewrites the health file at most every
-`health_interval_s`. Redis reachability is probed on a thread of its own with a short timeout, so a slow
-Redis never stalls the loop (and with it the heartbeats).
+watchdog timeout (so a stuck loop gets the daemon restarted), rewrites the health file at most every
+`health_interval_s` and feeds the loop watchdog (edgeoff.ops.watchdog: a loop silent for `loop_watchdog_s`
+ends the process with exit 70, so that its restart policy applies). Redis reachability is probed on a
+thread of its own with a short timeout, so a slow Redis never stalls the loop (and with it the heartbeats).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import random
 import signal
 import sys
 import threading
@@ -33,6 +36,7 @@ from edgeoff.ops.logs import setup_logging
 from edgeoff.ops.metrics import Metrics, SupportsSnapshot
 from edgeoff.ops.settings import OpsSettings
 from edgeoff.ops.systemd import Notifier
+from edgeoff.ops.watchdog import LoopWatchdog
 from edgeoff.wire.settings import RedisSettings
 
 __all__ = [
@@ -53,6 +57,8 @@ MAX_IDLE_WAIT_S = 0.1
 EXIT_CONFIG = 2  # bad settings or configuration: the code argparse uses for usage errors
 PROBE_TIMEOUT_S = 1.0  # a Redis that takes longer to answer PING is not ready
 PROBE_JOIN_S = 5.0
+START_RETRY_MIN_S = 0.5  # first wait when Redis cannot be reached at start; doubles up to the max
+START_RETRY_MAX_S = 10.0
 
 
 class ObservedSettings(Protocol):
@@ -70,6 +76,8 @@ class ObservedSettings(Protocol):
     def health_file(self) -> Path | None: ...
     @property
     def health_interval_s(self) -> float: ...
+    @property
+    def loop_watchdog_s(self) -> float: ...
     @property
     def redis(self) -> RedisSettings: ...
 
@@ -117,6 +125,7 @@ class Operations:
         probe: Probe | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        watchdog: LoopWatchdog | None = None,
     ) -> None:
         self.name = name
         self.settings = settings if settings is not None else OpsSettings()
@@ -125,6 +134,9 @@ class Operations:
         self.clock = clock
         self.wall_clock = wall_clock
         self._probe = probe
+        self.watchdog = (
+            watchdog if watchdog is not None else LoopWatchdog(name, self.settings.loop_watchdog_s)
+        )
         self._redis_ok: bool | None = None if probe is None else False
         self._probe_stop = threading.Event()
         self._probe_thread: threading.Thread | None = None
@@ -148,7 +160,8 @@ class Operations:
         self.metrics.watch(counters)
 
     def start(self) -> None:
-        """Serve /metrics (if a port is set) and start probing Redis. Raises OSError (port taken)."""
+        """Serve /metrics (if a port is set), start probing Redis and the loop watchdog. Raises OSError
+        (port taken)."""
         port = self.settings.metrics_port
         if port:
             bound = self.metrics.serve(self.settings.metrics_host, port)
@@ -157,6 +170,7 @@ class Operations:
         if self._probe is not None and observed and self._probe_thread is None:
             self._probe_thread = threading.Thread(target=self._probe_loop, name="redis-probe", daemon=True)
             self._probe_thread.start()
+        self.watchdog.start()
 
     def _probe_loop(self) -> None:
         assert self._probe is not None
@@ -170,6 +184,7 @@ class Operations:
     def tick(self, *, connected: bool) -> None:
         """One pass of the serve loop: READY=1 once connected, WATCHDOG=1 and the health file when due."""
         now = self.clock()
+        self.watchdog.beat()
         if connected and not self._ready_sent:
             self._ready_sent = True
             self.notifier.ready(status=f"{self.name}: connected")
@@ -186,6 +201,7 @@ class Operations:
         if self._stopping:
             return
         self._stopping = True
+        self.watchdog.disarm()  # the loop has ended on purpose
         self.notifier.stopping()
         self._report(connected=False)
 
@@ -219,6 +235,7 @@ class Operations:
             self._health_failing = False
 
     def close(self) -> None:
+        self.watchdog.close()
         self._probe_stop.set()
         if self._probe_thread is not None:
             self._probe_thread.join(PROBE_JOIN_S)
@@ -273,28 +290,60 @@ def run_daemon(
         notifier=Notifier.from_environ(os.environ if environ is None else environ),
         probe=RedisProbe(settings.redis) if check_redis else None,
     )
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()  # only a flag: the serve loop (or the start-up retry) notices it within its wait
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         try:
-            service = build(settings, stop, ops)
+            service = _build_when_redis_answers(prog, settings, stop, ops, build)
         except EdgeoffError as exc:
             print(f"{prog}: error: {exc}", file=sys.stderr)
             return EXIT_CONFIG
+        if service is None:  # stopped while waiting for Redis
+            return 0
         try:
             ops.start()
         except OSError as exc:
             print(f"{prog}: error: metrics port {settings.metrics_port}: {exc}", file=sys.stderr)
             return EXIT_CONFIG
-
-        def request_stop(signum: int, frame: FrameType | None) -> None:
-            stop.set()  # only a flag: the serve loop notices it within its idle wait
-
-        previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
             service.serve()
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
             ops.stopping()
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         ops.close()
     return 0
+
+
+def _build_when_redis_answers(
+    prog: str,
+    settings: S,
+    stop: threading.Event,
+    ops: Operations,
+    build: Callable[[S, threading.Event, Operations], Service],
+) -> Service | None:
+    """`build`, retried while Redis cannot be reached (not resolvable or not listening yet, as in a cold
+    start of a cluster), with exponential backoff (0.5 s doubling to 10 s) and one log line per attempt,
+    keeping the health file fresh (not ready) meanwhile; None when `stop` is set. A refused password is a
+    configuration error (EdgeoffError), not retried."""
+    delay = START_RETRY_MIN_S
+    while True:
+        try:
+            return build(settings, stop, ops)
+        except redis.AuthenticationError as exc:
+            raise EdgeoffError(f"Redis refused the credentials: {exc}") from exc
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            wait = random.uniform(delay / 2, delay)
+            log.warning("%s: Redis not reachable at start (%s); retrying in %.1f s", prog, exc, wait)
+            delay = min(delay * 2, START_RETRY_MAX_S)
+        # Alive but not ready while it waits: a fresh, not-ready health record (a liveness probe must not
+        # kill a daemon that is only waiting for Redis) and systemd's watchdog pings.
+        deadline = time.monotonic() + wait
+        while (remaining := deadline - time.monotonic()) > 0:
+            ops.tick(connected=False)
+            if stop.wait(min(remaining, ops.settings.health_interval_s)):
+                return None

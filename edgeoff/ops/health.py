@@ -43,16 +43,45 @@ def write_health(path: Path, record: HealthRecord) -> None:
 
 
 def read_health(path: Path) -> HealthRecord:
-    """The record in `path`. Raises OSError, ValueError (not JSON), KeyError/TypeError (bad fields)."""
-    raw = json.loads(path.read_text(encoding="utf-8"))
+    """The record in `path`. Raises OSError, or ValueError saying what is wrong (not JSON, not an object,
+    a missing field, a field of the wrong type)."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError("not a text file") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"not a JSON object but {type(raw).__name__}")
+    missing = [name for name in ("name", "pid", "ts", "ready", "broker") if name not in raw]
+    if missing:
+        plural = "s" if len(missing) > 1 else ""
+        raise ValueError(f"missing field{plural} {', '.join(missing)}")
+    kinds: dict[str, tuple[type, ...]] = {
+        "name": (str,),
+        "pid": (int,),
+        "ts": (int, float),
+        "ready": (bool,),
+        "broker": (bool,),
+        "redis": (bool, type(None)),
+    }
+    for name, types in kinds.items():
+        value = raw.get(name)
+        if not isinstance(value, types) or (name in ("pid", "ts") and isinstance(value, bool)):
+            raise ValueError(
+                f"field {name} is {json.dumps(value)[:40]}, not {' or '.join(_KIND[t] for t in types)}"
+            )
     return HealthRecord(
-        name=str(raw["name"]),
-        pid=int(raw["pid"]),
+        name=raw["name"],
+        pid=raw["pid"],
         ts=float(raw["ts"]),
-        ready=bool(raw["ready"]),
-        broker=bool(raw["broker"]),
-        redis=None if raw.get("redis") is None else bool(raw["redis"]),
+        ready=raw["ready"],
+        broker=raw["broker"],
+        redis=raw.get("redis"),
     )
+
+
+_KIND = {str: "a string", int: "an integer", float: "a number", bool: "true/false", type(None): "null"}
 
 
 def check_health(path: Path, *, max_age_s: float, need_ready: bool, now: float) -> HealthCheck:
@@ -61,8 +90,10 @@ def check_health(path: Path, *, max_age_s: float, need_ready: bool, now: float) 
         record = read_health(path)
     except FileNotFoundError:
         return HealthCheck(False, f"unhealthy: {path} does not exist (daemon not started?)")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        return HealthCheck(False, f"unhealthy: cannot read {path}: {exc}")
+    except OSError as exc:
+        return HealthCheck(False, f"unhealthy: cannot read {path}: {exc.strerror or exc}")
+    except ValueError as exc:
+        return HealthCheck(False, f"unhealthy: {path} is not a health file: {exc}")
     age = now - record.ts
     if age > max_age_s:
         return HealthCheck(False, f"unhealthy: {record.name} last seen {age:.1f} s ago (max {max_age_s:g})")

@@ -22,15 +22,23 @@ from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings
 
+from edgeoff.commands.parser import OneLineParser
+
 __all__ = [
     "DEFAULT_HEALTH_INTERVAL_S",
+    "DEFAULT_LOOP_WATCHDOG_S",
     "OpsSettings",
     "field_comments",
+    "settings_file",
     "settings_from_args",
     "settings_parser",
 ]
 
 DEFAULT_HEALTH_INTERVAL_S = 1.0  # health file rewrite and Redis probe period; probes allow several seconds
+# A serve loop silent this long is hung: the daemon exits so that its supervisor restarts it. Well above any
+# legitimate pause of a loop (an SVR fit, a policy iteration: well under a second), equal to systemd's
+# WatchdogSec of the units, and as long as the health check that kills a frozen daemon under compose.
+DEFAULT_LOOP_WATCHDOG_S = 30.0
 
 _DECLARATION = re.compile(r"^\s+(\w+)\s*:[^#]*?(?:#\s*(.+))?$")
 _COMMENT = re.compile(r"^\s+#\s?(.*)$")
@@ -44,6 +52,8 @@ class OpsSettings(BaseModel):
     metrics_host: str = "0.0.0.0"  # bind address of the metrics endpoint (a pod IP must be scrapable)
     health_file: Path | None = None  # JSON health record, rewritten atomically; read by `edgeoff health`
     health_interval_s: Annotated[float, Field(gt=0)] = DEFAULT_HEALTH_INTERVAL_S  # health file period
+    # seconds without a pass of the serve loop before the daemon exits (edgeoff.ops.watchdog); 0: off
+    loop_watchdog_s: Annotated[float, Field(ge=0)] = DEFAULT_LOOP_WATCHDOG_S
 
 
 def field_comments(model: type[BaseModel]) -> dict[str, str]:
@@ -91,7 +101,7 @@ def settings_parser(model: type[BaseSettings], *, prog: str, description: str) -
     Every flag defaults to None (not given), so the environment and the settings file fill the rest.
     """
     prefix = str(model.model_config.get("env_prefix", ""))
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog=prog,
         description=description,
         epilog=f"Every option can also come from the environment ({prefix}<NAME>, nested sections with __: "
@@ -99,7 +109,10 @@ def settings_parser(model: type[BaseSettings], *, prog: str, description: str) -
         "options on the command line win.",
     )
     parser.add_argument(
-        "--settings-file", type=Path, help="KEY=value settings file (systemd EnvironmentFile format)"
+        "--settings-file",
+        type=settings_file,
+        help="KEY=value settings file (systemd EnvironmentFile format); a missing file or another kind of "
+        "line is refused",
     )
     comments = field_comments(model)
     for name, info in model.model_fields.items():
@@ -118,6 +131,31 @@ def settings_parser(model: type[BaseSettings], *, prog: str, description: str) -
         else:
             parser.add_argument(flag, dest=name, help=help_text)
     return parser
+
+
+_SETTING_LINE = re.compile(r"^(export\s+)?[A-Za-z_][A-Za-z0-9_]*=")
+
+
+def settings_file(text: str) -> Path:
+    """The --settings-file argument: a readable file of KEY=value lines, blank lines and comments (# or ;).
+
+    Anything else would be ignored silently by the reader (and the setting with it), so it is refused: a
+    missing file, or a line that is not KEY=value, is a usage error naming the file and the line.
+    """
+    path = Path(text)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise argparse.ArgumentTypeError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise argparse.ArgumentTypeError(
+            f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}"
+        ) from None
+    for number, line in enumerate(lines, 1):
+        stripped = line.strip()
+        if stripped and not stripped.startswith(("#", ";")) and not _SETTING_LINE.match(stripped):
+            raise argparse.ArgumentTypeError(f"{path}:{number}: not a KEY=value line: {stripped[:60]!r}")
+    return path
 
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)

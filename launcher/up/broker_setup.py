@@ -18,10 +18,12 @@ import secrets
 import shlex
 import shutil
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -39,12 +41,15 @@ from launcher.up.children import Child, Children
 __all__ = [
     "OBSERVER",
     "WORKER",
+    "BrokerPlan",
     "Brokers",
     "MissingBinaryError",
-    "ensure_brokers",
+    "plan_brokers",
     "redact",
+    "start_brokers",
 ]
 
+MQTT_PROBE_TIMEOUT_S = 3.0  # a broker that has not answered CONNECT by then is not one to reuse
 START_TIMEOUT_S = 10.0  # a broker that does not listen by then is broken, not slow
 POLL_S = 0.1
 INSTALL_HINT = {  # Debian/Ubuntu packages of the binaries this command may start
@@ -101,14 +106,6 @@ def _wait(condition: Callable[[], bool], child: Child, what: str) -> None:
         time.sleep(POLL_S)
 
 
-def _split_host_port(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    try:
-        return host or "127.0.0.1", int(port)
-    except ValueError:
-        raise EdgeoffError(f"--broker must be host:port, got {text!r}") from None
-
-
 @dataclass(frozen=True)
 class Brokers:
     """Where the run's daemons connect, and with which accounts.
@@ -121,6 +118,7 @@ class Brokers:
     port: int
     redis_url: str
     secrets: Path | None = None
+    redis_password_file: Path | None = None  # the password in redis_url, for `edgeoff status --run`
 
     def password_file(self, username: str) -> Path | None:
         return None if self.secrets is None else self.secrets / "passwords" / username
@@ -147,6 +145,19 @@ class Brokers:
             password_file=password_file,
         )
 
+    def connection(self) -> dict[str, Any]:
+        """How an observer connects, without any secret: file paths instead of passwords (the
+        `connection.json` of --out that `edgeoff status --run DIR` reads)."""
+        password_file = self.password_file(OBSERVER)
+        own_redis = self.redis_password_file is not None
+        return {
+            "broker": f"{self.host}:{self.port}",
+            "username": None if password_file is None else OBSERVER,
+            "password_file": None if password_file is None else str(password_file),
+            "redis": _without_password(self.redis_url) if own_redis else redact(self.redis_url),
+            "redis_password_file": str(self.redis_password_file) if own_redis else None,
+        }
+
     def watch_command(self) -> str:
         auth = ""
         password_file = self.password_file(OBSERVER)
@@ -165,18 +176,81 @@ def _redis_secret(secrets_dir: Path) -> None:
             fh.write(text + "\n")
 
 
-def ensure_brokers(
-    args: argparse.Namespace,
-    sites: list[str],
-    agent: str,
-    children: Children,
-    workdir: Path,
-    say: Callable[[str], None],
-) -> Brokers:
-    """The broker at --broker and the Redis at --redis when they answer (and not --own-brokers), else
-    Mosquitto and Redis started from brokers/ (accounts, ACL, persistence) on free ports in `workdir`."""
-    host, port = _split_host_port(args.broker)
+@dataclass(frozen=True)
+class BrokerPlan:
+    """What a run will use: the brokers that answer (reused) or binaries to start the project's own."""
+
+    host: str
+    port: int
+    redis_url: str
+    mosquitto: str | None = None  # binaries of the brokers to start; None: reuse
+    mosquitto_passwd: str | None = None
+    redis_server: str | None = None
+
+    @property
+    def own_mqtt(self) -> bool:
+        return self.mosquitto is not None
+
+    @property
+    def own_redis(self) -> bool:
+        return self.redis_server is not None
+
+
+def _mqtt_connack(host: str, port: int) -> int | None:
+    """The CONNACK reason code of an anonymous MQTT v5 client at host:port; None when none came."""
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    codes: list[int] = []
+    done = threading.Event()
+
+    def on_connect(client: paho.Client, userdata: object, flags: object, rc: Any, props: object) -> None:
+        codes.append(int(getattr(rc, "value", rc)))
+        done.set()
+
+    def on_disconnect(client: paho.Client, userdata: object, *rest: object) -> None:
+        done.set()
+
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2, client_id=f"edgeoff-up-probe-{os.getpid()}", protocol=paho.MQTTv5
+    )
+    client.on_connect = on_connect
+    client.on_disconnect = on_disconnect
+    try:
+        client.connect(host, port, keepalive=10)
+    except (OSError, ValueError):
+        return None
+    client.loop_start()
+    try:
+        done.wait(MQTT_PROBE_TIMEOUT_S)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return codes[0] if codes else None
+
+
+def plan_brokers(args: argparse.Namespace, say: Callable[[str], None]) -> BrokerPlan:
+    """Decide, before anything is started or written, which brokers the run uses.
+
+    Reused: the MQTT broker at --broker when it accepts an anonymous MQTT client, and the Redis at --redis
+    when it answers PING (neither with --own-brokers). Refused with an EdgeoffError: a --broker that accepts
+    TCP but does not answer MQTT, or refuses anonymous clients (a reused broker gets no accounts). A missing
+    binary of a broker to start is a MissingBinaryError.
+    """
+    host, port = args.broker
     own_mqtt = bool(args.own_brokers) or not _listens(host, port)
+    if not own_mqtt:
+        code = _mqtt_connack(host, port)
+        if code is None:
+            raise EdgeoffError(
+                f"--broker {host}:{port} accepts connections but does not answer MQTT; give a broker's "
+                "address, or --own-brokers"
+            )
+        if code != 0:
+            raise EdgeoffError(
+                f"the MQTT broker at {host}:{port} refused an anonymous client (reason code {code}); "
+                "`edgeoff up` reuses only a broker without accounts: use --own-brokers"
+            )
     own_redis = bool(args.own_brokers) or not _redis_answers(args.redis)
     reused = []
     if not own_mqtt:
@@ -188,39 +262,62 @@ def ensure_brokers(
             f"reusing {' and '.join(reused)} as configured there (--own-brokers starts the project's "
             "brokers, with accounts and passwords, on free ports)"
         )
-    # every binary first: a missing one stops the run before anything is started or written
-    mosquitto = _binary("mosquitto") if own_mqtt else ""
-    passwd_tool = _binary("mosquitto_passwd") if own_mqtt else ""
-    redis_server = _binary("redis-server") if own_redis else ""
+    return BrokerPlan(  # every binary first: a missing one stops the run before anything is started
+        host,
+        port,
+        args.redis,
+        mosquitto=_binary("mosquitto") if own_mqtt else None,
+        mosquitto_passwd=_binary("mosquitto_passwd") if own_mqtt else None,
+        redis_server=_binary("redis-server") if own_redis else None,
+    )
+
+
+def start_brokers(
+    plan: BrokerPlan, sites: list[str], agent: str, children: Children, workdir: Path
+) -> Brokers:
+    """The reused brokers of `plan`, and Mosquitto and Redis started from brokers/ (accounts, ACL,
+    persistence) on free ports in `workdir` for the others."""
+    host, port = plan.host, plan.port
     secrets_dir = workdir / "secrets"
-    if own_mqtt:
+    if plan.mosquitto is not None:
+        assert plan.mosquitto_passwd is not None
         generate_secrets(
             secrets_dir,
             sites=sites,
             agents=[agent],
             acl_template=default_brokers_dir() / "mosquitto" / "acl",
-            mosquitto_passwd=passwd_tool,
+            mosquitto_passwd=plan.mosquitto_passwd,
         )
         port = _free_port()
         conf = write_mosquitto_config(
             workdir / "mosquitto", secrets_dir=secrets_dir, data_dir=workdir / "mosquitto-data", port=port
         )
-        child = children.start("mosquitto", [mosquitto, "-c", str(conf)])
+        child = children.start("mosquitto", [plan.mosquitto, "-c", str(conf)])
         _wait(lambda: _listens("127.0.0.1", port), child, "mosquitto")
         host = "127.0.0.1"
-    redis_url = args.redis
-    if own_redis:
-        if not own_mqtt:
+    redis_url = plan.redis_url
+    redis_password_file = None
+    if plan.redis_server is not None:
+        if not plan.own_mqtt:
             _redis_secret(secrets_dir)
         redis_port = _free_port()
         conf = write_redis_config(
             workdir / "redis", secrets_dir=secrets_dir, data_dir=workdir / "redis-data", port=redis_port
         )
-        child = children.start("redis", [redis_server, str(conf)])
-        password = (secrets_dir / "redis-password").read_text(encoding="utf-8").strip()
+        child = children.start("redis", [plan.redis_server, str(conf)])
+        redis_password_file = secrets_dir / "redis-password"
+        password = redis_password_file.read_text(encoding="utf-8").strip()
         redis_url = f"redis://:{password}@127.0.0.1:{redis_port}/0"
         _wait(lambda: _redis_answers(redis_url), child, "redis-server")
-    return Brokers(host, port, redis_url, secrets_dir if own_mqtt else None)
+    return Brokers(
+        host, port, redis_url, secrets_dir if plan.own_mqtt else None, redis_password_file=redis_password_file
+    )
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    netloc = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def redact(url: str) -> str:

@@ -13,14 +13,39 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-__all__ = ["STOP_TIMEOUT_S", "Child", "Children", "signal_group"]
+from edgeoff.errors import EdgeoffError
+from edgeoff.ops.health import read_health
+
+__all__ = [
+    "STOP_TIMEOUT_S",
+    "Child",
+    "Children",
+    "StartError",
+    "StartInterruptedError",
+    "last_line",
+    "signal_group",
+    "wait_ready",
+]
 
 STOP_TIMEOUT_S = 5.0  # after SIGTERM; then SIGKILL
 PR_SET_PDEATHSIG = 1  # prctl option: signal the child when its parent dies
+POLL_S = 0.1
+TAIL_BYTES = 4096  # enough for a daemon's one-line error or the last line of a traceback
+
+
+class StartError(EdgeoffError):
+    """A child did not start: it exited, or was not ready in time (the message says which, and why)."""
+
+
+class StartInterruptedError(EdgeoffError):
+    """The wait for the children to be ready was interrupted (Ctrl-C)."""
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
@@ -82,3 +107,52 @@ class Children:
 def signal_group(pgid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
+
+
+def last_line(path: Path) -> str:
+    """The last non-empty line of a log (a daemon's one-line error, a traceback's exception)."""
+    try:
+        with path.open("rb") as fh:
+            fh.seek(max(0, fh.seek(0, os.SEEK_END) - TAIL_BYTES))
+            lines = fh.read().decode("utf-8", errors="replace").splitlines()
+    except OSError:
+        return ""
+    return next((line.strip() for line in reversed(lines) if line.strip()), "")
+
+
+def wait_ready(
+    waiting: Sequence[tuple[Child, Path]],
+    timeout_s: float,
+    stop: threading.Event | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Wait until every child's health file (edgeoff.ops.health) says ready; raise StartError naming the
+    first child that exited or was not ready within `timeout_s`, with the last line of its log, and
+    StartInterruptedError as soon as `stop` is set."""
+    deadline = clock() + timeout_s
+    pending = list(waiting)
+    while pending:
+        if stop is not None and stop.is_set():
+            raise StartInterruptedError("interrupted while the daemons were starting")
+        for child, health in list(pending):
+            code = child.proc.poll()
+            if code is not None:
+                reason = last_line(child.log_path) or "no output"
+                raise StartError(
+                    f"{child.name} exited at start (code {code}): {reason}; see {child.log_path}"
+                )
+            try:
+                ready = read_health(health).ready
+            except (OSError, ValueError, KeyError, TypeError):
+                ready = False  # not written yet
+            if ready:
+                pending.remove((child, health))
+        if pending and clock() > deadline:
+            child = pending[0][0]
+            reason = last_line(child.log_path) or "no output"
+            raise StartError(
+                f"{child.name} was not ready after {timeout_s:g} s (connected to the broker and Redis): "
+                f"{reason}; see {child.log_path}"
+            )
+        if pending:
+            time.sleep(POLL_S)

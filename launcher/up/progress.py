@@ -15,6 +15,7 @@ from typing import Any
 from rich.console import Console
 
 from edgeoff.wire import topics
+from edgeoff.wire.messages import DOWN_MODEL
 from edgeoff.wire.mqtt import Message, MqttClient, MqttEvent
 from edgeoff.wire.settings import BrokerSettings
 from launcher.up.children import Child, signal_group
@@ -27,7 +28,13 @@ POLL_S = 0.1
 
 
 class Progress:
-    """Watches the agent's retained policy topic (its progress) and site statuses, from the broker."""
+    """Watches, from the broker, the agent's retained policy topic (its progress), the sites' statuses and
+    the prediction worker's verdicts.
+
+    A hung site (the default failure mode) goes silent: the detector's verdict comes first (its prediction
+    turns to `detector:down` after 10 missed heartbeats, 1.5 s), its status turns offline only when the
+    broker gives up on its link (1.5 x keepalive) if the outage lasts that long.
+    """
 
     def __init__(self, settings: BrokerSettings, agent: str) -> None:
         self.inbox: queue.Queue[MqttEvent] = queue.Queue()
@@ -39,11 +46,13 @@ class Progress:
         self.policy_topic = topics.agent_policy(agent)
         self.client.subscribe(self.policy_topic)
         self.client.subscribe(topics.all_sites("status"))
+        self.client.subscribe(f"{topics.PREFIX}/predictions/+")
         self.client.start()
         self.progress: dict[str, Any] = {}
         self.policy_version = 0
-        self.offline: dict[str, int] = {}
-        self.sites_down = 0
+        self.suspected: set[str] = set()  # sites whose latest prediction is the detector's down verdict
+        self.down_verdicts = 0  # transitions to detector:down seen during the run
+        self.offline_statuses = 0  # live (not retained) offline statuses: Last Wills and clean stops
         self.last_fallback: dict[str, Any] | None = None
 
     def drain(self) -> None:
@@ -55,22 +64,34 @@ class Progress:
             if not isinstance(event, Message):
                 continue
             try:
-                body = json.loads(event.payload)
-                if event.topic == self.policy_topic:
-                    self.progress = body.get("progress", {})
-                    self.policy_version = int(body.get("version", 0))
-                    self.last_fallback = body.get("last_fallback")
-                elif body.get("state") == "offline" and not event.retain:
-                    self.sites_down += 1
+                self._fold(event)
             except (ValueError, AttributeError, TypeError):
                 continue
 
+    def _fold(self, event: Message) -> None:
+        body = json.loads(event.payload)
+        if event.topic == self.policy_topic:
+            self.progress = body.get("progress", {})
+            self.policy_version = int(body.get("version", 0))
+            self.last_fallback = body.get("last_fallback")
+        elif "/predictions/" in event.topic:
+            site = str(body["site"])
+            if body.get("model") == DOWN_MODEL:
+                if site not in self.suspected and not event.retain:
+                    self.down_verdicts += 1
+                self.suspected.add(site)
+            else:
+                self.suspected.discard(site)
+        elif body.get("state") == "offline" and not event.retain:
+            self.offline_statuses += 1
+
     def line(self) -> str:
         p = self.progress
+        suspected = ",".join(sorted(self.suspected)) or "none"
         return (
-            f"apps {p.get('apps_done', 0)}  site failures seen {self.sites_down}  "
-            f"remote failures {p.get('failures', 0)}  fallbacks {p.get('fallbacks', 0)}  "
-            f"policy v{self.policy_version}"
+            f"apps {p.get('apps_done', 0)} | detector: down {suspected} ({self.down_verdicts} verdicts) | "
+            f"offline {self.offline_statuses} | failures {p.get('failures', 0)} | "
+            f"fallbacks {p.get('fallbacks', 0)} | policy v{self.policy_version}"
         )
 
     def stop(self) -> None:

@@ -58,7 +58,8 @@ BAD_CREDENTIALS = 0x86
 ACCEPTED = (0x00, 0x10)  # PUBACK: success, "no matching subscribers"
 GRANTED = (0x00, 0x01, 0x02)  # SUBACK: granted QoS
 WAIT_S = 5.0
-MAX_PAYLOAD = 5 * 1024 * 1024  # message_size_limit in brokers/mosquitto/mosquitto.conf
+MAX_PAYLOAD = 5 * 1024 * 1024  # the wire codec's limit; the broker allows it plus 64 KiB of headers
+MAX_PACKET = MAX_PAYLOAD + 64 * 1024  # max_packet_size in brokers/mosquitto/mosquitto.conf
 
 
 # ---------------------------------------------------------------------------------------------- fixtures
@@ -394,6 +395,28 @@ def test_wrong_password_and_unknown_account_are_refused(broker: Broker) -> None:
             client.close()
 
 
+def test_an_agent_whose_password_is_refused_fails_at_once(broker: Broker, tmp_path: Path) -> None:
+    """It does not run its whole duration without a broker and exit 0: exit 1 with the reason, no results."""
+    wrong = tmp_path / "password"
+    wrong.write_text("not-the-password\n")
+    out = tmp_path / "agent.json"
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "EDGEOFF_AGENT_AGENT": "phone",
+        "EDGEOFF_AGENT_BROKER__PORT": str(broker.port),
+        "EDGEOFF_AGENT_BROKER__USERNAME": "agent-phone",
+        "EDGEOFF_AGENT_BROKER__PASSWORD_FILE": str(wrong),
+        "EDGEOFF_AGENT_WAIT_SITES_S": "600",  # refused credentials end the wait: it is not waited out
+    }
+    cmd = [sys.executable, "-m", "mobile_agent", "--out", str(out), "--duration-s", "600"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=50, env=env, check=False)
+    assert done.returncode == 1, done.stderr
+    reason = f"edgeoff-agent: error: the broker at 127.0.0.1:{broker.port} refused the account agent-phone"
+    assert reason in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not out.exists()
+
+
 # ---------------------------------------------------------------------------------------------- ACL
 
 
@@ -511,12 +534,12 @@ def test_payload_above_the_size_limit_is_not_delivered(connect: ConnectFn, broke
     ed = connect("site-ed")
     tasks = topics.site_topic("ed", "tasks")
     assert ed.subscribe(tasks) in GRANTED
-    # Mosquitto 2.0.11 drops it and answers reason code 0x95, which is not a valid PUBACK code: paho-mqtt
-    # closes the connection with a protocol error. Either way the message never reaches a subscriber.
+    # A packet above max_packet_size: Mosquitto 2.0.11 drops it and closes the connection (or answers with a
+    # reason code that paho-mqtt takes as a protocol error). Either way it never reaches a subscriber.
     oversized = Mqtt(broker, "agent-phone", client_id="test-oversized")
     try:
         assert oversized.connect() == 0
-        oversized.client.publish(tasks, b"x" * (MAX_PAYLOAD + 1), qos=1)
+        oversized.client.publish(tasks, b"x" * MAX_PACKET, qos=1)
         wait_for(
             lambda: oversized.closed.is_set() or oversized.pubacks, WAIT_S, "the broker to refuse the payload"
         )
@@ -526,6 +549,27 @@ def test_payload_above_the_size_limit_is_not_delivered(connect: ConnectFn, broke
     assert agent.publish(tasks, b"y" * MAX_PAYLOAD) in ACCEPTED
     wait_for(lambda: ed.on(tasks), WAIT_S, "the largest allowed task")
     assert [len(m.payload) for m in ed.on(tasks)] == [MAX_PAYLOAD]
+
+
+def test_broker_log_keeps_connections_without_autosave_or_deprecation_noise(
+    connect: ConnectFn, broker: Broker
+) -> None:
+    """Every autosave (every 2 s) used to log a line, and message_size_limit a deprecation warning."""
+    connect("site-ed")
+    saves: list[int] = []
+
+    def saved_again() -> bool:
+        mtime = broker.db.stat().st_mtime_ns if broker.db.exists() else 0
+        if mtime and mtime not in saves:
+            saves.append(mtime)
+        return len(saves) >= 2
+
+    wait_for(saved_again, 4 * WAIT_S, "two autosaves of the broker's database")
+    broker.stop(signal.SIGTERM)
+    log = broker.log.read_text(errors="replace")
+    assert "New client connected" in log  # connection messages are notices: kept
+    assert "Saving in-memory database" not in log
+    assert "message_size_limit" not in log
 
 
 # ---------------------------------------------------------------------------------------------- TLS

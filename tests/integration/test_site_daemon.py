@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import signal
 import statistics
 import subprocess
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import msgpack
@@ -23,6 +25,8 @@ from edgeoff.wire.store import Claim, TaskStore
 from site_daemon.daemon import SiteDaemon, SiteSettings
 from site_daemon.execution import decode_scan_output, encode_scan_request
 from site_daemon.failure_injection import Period
+
+from .conftest import wait_for
 
 if TYPE_CHECKING:
     from .conftest import Observer, Processes, Server
@@ -266,6 +270,36 @@ def test_injected_failures_go_offline_and_come_back_with_new_sessions(
     sessions = [s.session for s in statuses(obs, "ec") if s.state == "online"]
     assert sessions == sorted(sessions)
     assert len(set(sessions)) == len(sessions)
+
+
+def test_injected_failures_are_recorded_as_json_lines_whatever_the_log_format(
+    start_site: StartSite, observer: Callable[..., Observer], tmp_path: Path
+) -> None:
+    record = tmp_path / "ec.injections.jsonl"
+    obs = observer(topics.site_topic("ec", "status"))
+    args = ["--dataset", "DS1", "--inject-failures", "--time-compression", "360000", "--seed", "7"]
+    args += ["--failure-mode", "crash", "--log-format", "json", "--injection-log", str(record)]
+    before = time.time()
+    start_site("ec", *args)
+
+    def recorded() -> list[dict[str, object]] | None:
+        lines = record.read_text().splitlines() if record.exists() else []
+        return [json.loads(line) for line in lines] if len(lines) >= 2 else None
+
+    events = wait_for(recorded, 20, "two injected failures recorded")
+    for event in events:
+        assert set(event) == {"site", "ts", "down_s", "session"}
+        assert event["site"] == "ec"
+        assert before <= float(event["ts"]) <= time.time()  # type: ignore[arg-type]
+        assert float(event["down_s"]) >= 0  # type: ignore[arg-type]
+    sessions = [event["session"] for event in events]
+    assert sessions == sorted(sessions)  # type: ignore[type-var]
+    # each recorded failure is one the broker saw: the will of the session it ended
+    obs.wait(
+        lambda o: {s.session for s in statuses(o, "ec") if s.state == "offline"} >= set(sessions[:1]),
+        10,
+        "the will of the first failed session",
+    )
 
 
 def test_a_late_will_of_an_old_session_is_overwritten_by_the_live_site(

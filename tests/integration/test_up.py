@@ -38,6 +38,7 @@ RECORD_KEYS = {
     "believed_availability_pct",
     "tasks_lost",
     "failures_injected",
+    "failures_detectable",
     "failures_detected",
     "detection_latency_ms",
 }
@@ -60,7 +61,9 @@ def up(tmp_path: Path) -> Iterator[Any]:
     _binary("redis-server")
     started: list[subprocess.Popen[bytes]] = []
 
-    def start(*args: str) -> tuple[subprocess.Popen[bytes], Path]:
+    def start(
+        *args: str, env: dict[str, str] | None = None, log: str = "up.log"
+    ) -> tuple[subprocess.Popen[bytes], Path]:
         out = tmp_path / "run"
         unreachable = [
             "--broker",
@@ -69,8 +72,14 @@ def up(tmp_path: Path) -> Iterator[Any]:
             f"redis://127.0.0.1:{free_port()}/0",
         ]
         cmd = [sys.executable, "-m", "launcher.cli", "up", "--out", str(out), *unreachable, *args]
-        log = (tmp_path / "up.log").open("wb")
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        with (tmp_path / log).open("wb") as log_file:
+            proc = subprocess.Popen(
+                cmd,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env={**os.environ, **(env or {})},
+            )
         started.append(proc)
         return proc, out
 
@@ -144,8 +153,8 @@ def pids(out: Path) -> dict[str, int]:
     return found
 
 
-def log_of(tmp_path: Path) -> str:
-    return (tmp_path / "up.log").read_text(errors="replace")
+def log_of(tmp_path: Path, name: str = "up.log") -> str:
+    return (tmp_path / name).read_text(errors="replace")
 
 
 def test_up_runs_the_system_and_leaves_nothing_behind(up: Any, tmp_path: Path) -> None:
@@ -162,7 +171,9 @@ def test_up_runs_the_system_and_leaves_nothing_behind(up: Any, tmp_path: Path) -
     assert set(record) >= RECORD_KEYS
     assert record["tasks_lost"] == 0
     assert record["apps"] > 0
+    assert record["failures_detectable"] <= record["failures_injected"]
     assert record["failures_detected"] <= record["failures_injected"]
+    assert "injected / detectable / detected" in log_of(tmp_path)
     survivors = {name: pid for name, pid in started.items() if name != "up" and alive(pid)}
     assert not survivors
 
@@ -235,3 +246,70 @@ def test_own_brokers_require_accounts_and_leave_no_secret_behind(
     for path in (p for p in out.rglob("*") if p.is_file()):
         text = path.read_text(errors="replace")
         assert not any(pw in text for pw in passwords), path
+
+
+def test_a_daemon_that_does_not_start_fails_the_run_with_its_reason(up: Any, tmp_path: Path) -> None:
+    """A site that exits at start (here: a bad setting in the environment) is exit 1 with the site's own
+    one-line error, before the agent runs; nothing is left running."""
+    proc, out = up("--own-brokers", "--duration", "30", env={"EDGEOFF_SITE_MAX_CONCURRENT_TASKS": "0"})
+    wait_for(lambda: proc.poll() is not None, 60, "edgeoff up to give up")
+    assert proc.returncode == 1, log_of(tmp_path)
+    log = log_of(tmp_path)
+    assert re.search(
+        r"edgeoff up: site-\w+ exited at start \(code 2\): edgeoff-site: error: max_concurrent_tasks", log
+    )
+    assert not (out / "logs" / "agent.log").exists()  # the agent was never started
+    assert not (out / "results.json").exists()
+    assert "Traceback" not in log
+
+
+def test_a_killed_run_leaves_its_passwords_only_until_the_next_run(up: Any, tmp_path: Path) -> None:
+    """SIGKILL of `edgeoff up`: its daemons go (death signal), its work folder with the passwords stays;
+    the next run removes it, offers `edgeoff status --run DIR`, shows the detector's verdicts, and counts
+    injected failures from the sites' records even with JSON logs."""
+    killed, out = up("--own-brokers", "--duration", "60", log="killed.log")
+    watch = wait_match(WATCH, tmp_path / "killed.log", 30)
+    workdir = Path(watch["path"]).parents[2]
+    wait_for(lambda: (out / "processes.json").exists(), 60, "processes.json")
+    daemons = {name: pid for name, pid in pids(out).items() if name != "up"}
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.wait()
+    wait_for(
+        lambda: not any(alive(pid) for pid in daemons.values()), 30, "the daemons to follow their parent"
+    )
+    assert (workdir / "secrets" / "passwords" / "observer").exists()  # nobody could remove it
+
+    env = {"EDGEOFF_SITE_LOG_FORMAT": "json"}
+    proc, out = up("--own-brokers", "--duration", "15", "--time-compression", "20000", env=env)
+    wait_for(lambda: not (out / "processes.json").exists(), 30, "the killed run's processes.json removed")
+    wait_for(lambda: (out / "processes.json").exists(), 60, "processes.json")
+    assert not workdir.exists()
+    assert f"removed {workdir}, the work folder of an `edgeoff up` that was killed" in log_of(tmp_path)
+    assert f"or: edgeoff status --run {out} --watch" in log_of(tmp_path)
+    status = subprocess.run(
+        [sys.executable, "-m", "launcher.cli", "status", "--run", str(out), "--json", "--seconds", "2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert status.returncode == 0, status.stderr
+    report = json.loads(status.stdout)
+    assert report["redis"] == "ok"
+    assert {row["site"] for row in report["sites"]} >= {"ed", "ec", "er", "cd"}
+    assert {row["detector"] for row in report["sites"] if row["site"] != "md"} <= {"up", "down", None}
+    wait_for(lambda: proc.poll() is not None, 90, "edgeoff up to finish")
+    assert proc.returncode == 0, log_of(tmp_path)
+    assert "detector: down" in log_of(tmp_path)  # the progress line shows the verdicts
+    body = json.loads((out / "results.json").read_text())
+    record = body["results"][0]
+    logged = sum(
+        1
+        for site in ("ed", "ec", "er", "cd")
+        for line in (out / "logs" / f"site-{site}.log").read_text().splitlines()
+        if line.startswith("{") and "injected failure for" in json.loads(line).get("msg", "")
+    )
+    assert record["failures_injected"] == len(body["injected"]) == logged
+    assert record["failures_detectable"] <= record["failures_injected"]
+    assert set(body["provenance"]) >= {"edgeoff_version", "commit", "scenario_sha256", "failure_data_sha256"}
+    assert set(body["run"]) == {"started_at", "seconds", "host", "cpus"}
