@@ -157,7 +157,10 @@ def _no_long_work(monkeypatch: pytest.MonkeyPatch) -> None:
         (["--seed", "-1"], "argument --seed: must be at least 0: '-1'"),
         (["--detection-s", "nan"], "argument --detection-s: seconds must be positive and finite: 'nan'"),
         (["--detection-s", "1.5,inf"], "must be positive and finite: '1.5,inf'"),
-        (["--trace-hours", "nan"], "argument --trace-hours: hours must be positive and finite"),
+        (
+            ["--time-compression", "nan"],
+            "argument --time-compression: trace seconds per wall second must be positive and finite",
+        ),
         (["--datasets", ","], "argument --datasets: no name in ','"),
         (["--engines", " , "], "argument --engines: no name in ' , '"),
     ],
@@ -246,11 +249,14 @@ def test_per_rep_gives_every_repetitions_values(tmp_path: Path) -> None:
 
 
 def test_the_default_sensitivity_section_has_a_detection_time_column(tmp_path: Path) -> None:
-    assert main(["evaluate", "--out", str(tmp_path / "r"), *SMALL]) == 0  # default: two trace times
+    assert main(["evaluate", "--out", str(tmp_path / "r"), *SMALL]) == 0  # default: two time compressions
     report = (tmp_path / "r" / "report.md").read_text()
-    assert "## Sensitivity: trace time per application run\n" in report
-    assert "| dataset | engine | trace h / app | detection (s) | RT (s) | failures / 1000 apps |" in report
-    assert re.search(r"^\| DS1 \| mdp-svr \| 0\.1 \| 1\.5 \| [0-9.]+ \| [0-9.]+ \|$", report, re.M)
+    assert "## Sensitivity: time compression\n" in report
+    header = (
+        "| dataset | engine | time compression | detection (s) | failures | RT (s) | failures / 1000 apps |"
+    )
+    assert header in report
+    assert re.search(r"^\| DS1 \| mdp-svr \| 360 \| 1\.5 \| markov \| [0-9.]+ \| [0-9.]+ \|$", report, re.M)
 
 
 def test_the_progress_names_the_job_being_simulated() -> None:
