@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
-import queue
 import secrets
 import sys
 import threading
@@ -55,12 +54,13 @@ from edgeoff.scenario import Scenario, load_scenario
 from edgeoff.traces import load_node_table
 from edgeoff.wire import topics
 from edgeoff.wire.messages import TaskResult
-from edgeoff.wire.mqtt import MqttClient, MqttEvent
+from edgeoff.wire.mqtt import Inbox, MqttClient, MqttEvent
+from edgeoff.wire.store import TaskStore, redis_client
+from mobile_agent.avoidance import AvoidingView
 from mobile_agent.dag_plan import DagApplication, start_application
 from mobile_agent.events import EventPump
 from mobile_agent.meter import summarise_run
 from mobile_agent.planner import (
-    AgentView,
     Planner,
     PlannerSettings,
     sample_app_run,
@@ -92,6 +92,7 @@ class NotConnectedError(EdgeoffError):
     """The agent never connected to the broker within wait_sites_s, or the broker refused its account."""
 
 
+STORE_TIMEOUT_S = 0.3  # the agent's Redis calls: a read-back or a fence, never a wait
 # wall seconds from a task request to its result: milliseconds (a cloud site) to minutes (a slow ED)
 ROUND_TRIP_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
@@ -109,6 +110,7 @@ class MobileAgent(TaskExecution, RemoteAttempts, EventPump, PolicyPublishing):
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         on_policy: Callable[[dict[str, Any]], None] | None = None,
+        store: TaskStore | None = None,
         ops: Operations | None = None,
     ) -> None:
         self.settings = settings
@@ -118,15 +120,18 @@ class MobileAgent(TaskExecution, RemoteAttempts, EventPump, PolicyPublishing):
         self.clock = clock
         self.wall_clock = wall_clock
         self.on_policy = on_policy  # in-process hook (benchmarks): called with each published policy
-        self.view = AgentView(scenario, prior_availability=settings.prior_availability)
+        self.view = AvoidingView(scenario, prior_availability=settings.prior_availability)
+        self.store = store
+        self._store_down_since: float | None = None
         self.site_ids = scenario.site_ids
         self.mobile = scenario.mobile_index
-        self.inbox: queue.Queue[MqttEvent] = queue.Queue()
+        self.inbox: Inbox[MqttEvent] = Inbox()
         self.mqtt = MqttClient(
             settings=settings.broker,
             client_id=f"edgeoff-agent-{settings.agent}",
             inbox=self.inbox,
             max_message_bytes=settings.max_message_bytes,
+            session_expiry_s=settings.session_expiry_s,  # results sent while we reconnect wait for us
         )
         self.counters = self.mqtt.counters  # the agent counts on the MQTT client's counters
         self.ops = ops if ops is not None else Operations(name=f"agent={settings.agent}")
@@ -144,6 +149,7 @@ class MobileAgent(TaskExecution, RemoteAttempts, EventPump, PolicyPublishing):
         self._task_seq = 0
         self._sent: dict[tuple[str, int], int] = {}  # attempts awaited -> the site they were sent to
         self._results: dict[tuple[str, int], TaskResult] = {}
+        self._accepted_tasks: dict[str, None] = {}
         self._policy_version = 0
         self._policy_dirty = True
         self._policy_body: dict[str, Any] | None = None
@@ -269,6 +275,8 @@ class MobileAgent(TaskExecution, RemoteAttempts, EventPump, PolicyPublishing):
     def _shutdown(self) -> None:
         self.ops.stopping()
         self.mqtt.stop(with_will=False)
+        if self.store is not None:
+            self.store.close()
         log.info("agent %s: stopped; counters %s", self.settings.agent, self.counters.snapshot())
 
 
@@ -304,7 +312,12 @@ def build_agent(settings: AgentSettings, stop: threading.Event, ops: Operations 
             time_scale=settings.time_scale,
         ),
     )
-    return MobileAgent(settings=settings, scenario=scenario, planner=planner, stop=stop, ops=ops)
+    store = None
+    if settings.use_store:
+        # fail fast: the agent reads back and fences off in passing, and never waits on Redis for long
+        fast = settings.redis.model_copy(update={"retries": 0, "socket_timeout_s": STORE_TIMEOUT_S})
+        store = TaskStore(redis_client(fast), retention_s=settings.redis.retention_s)
+    return MobileAgent(settings=settings, scenario=scenario, planner=planner, stop=stop, ops=ops, store=store)
 
 
 @dataclass

@@ -16,8 +16,9 @@ from edgeoff.wire.codec import decode_json, decode_msgpack
 from edgeoff.wire.errors import DecodeError, TopicError
 from edgeoff.wire.messages import Prediction, SiteProfile, SiteStatus, TaskResult
 from edgeoff.wire.mqtt import Connected, Counters, Disconnected, Message, MqttClient, MqttEvent
+from mobile_agent.avoidance import AvoidingView
 from mobile_agent.meter import Detection
-from mobile_agent.planner import AgentView, Change, Planner
+from mobile_agent.planner import Change, Planner
 from mobile_agent.record import RunRecord
 from mobile_agent.settings import AgentSettings
 from mobile_agent.twin_record import RunRecorder
@@ -37,7 +38,7 @@ class EventPump:
     settings: AgentSettings
     scenario: Scenario
     planner: Planner
-    view: AgentView
+    view: AvoidingView
     site_ids: tuple[str, ...]
     mobile: int
     mqtt: MqttClient
@@ -50,6 +51,8 @@ class EventPump:
     stop: threading.Event
     inbox: queue.Queue[MqttEvent]
     _policy_dirty: bool
+    _sent: dict[tuple[str, int], int]
+    _results: dict[tuple[str, int], TaskResult]
     _refused: int | None  # the broker's reason code when it refused our connection (bad credentials)
 
     if TYPE_CHECKING:  # provided by another part of the class; declared for the type checker
@@ -57,6 +60,8 @@ class EventPump:
         def _publish_policy(self, *, progress_only: bool = False) -> None: ...  # PolicyPublishing's
 
         def _on_result(self, result: TaskResult) -> None: ...  # RemoteAttempts'
+
+        def _read_back(self, key: tuple[str, int]) -> None: ...  # RemoteAttempts'
 
     def _pump(self, until: float, done: Callable[[], bool], *, interruptible: bool = False) -> None:
         """Handle events until `done()`, the time `until` (clock), or (interruptible) a stop request."""
@@ -86,6 +91,9 @@ class EventPump:
             case Connected():
                 log.info("agent %s: connected", self.settings.agent)
                 self._policy_dirty = True
+                for key in list(self._sent):  # a result published while we reconnected may be stored only
+                    if key not in self._results:
+                        self._read_back(key)
                 self._refused = None
             case Disconnected():
                 log.warning("agent %s: disconnected (reason %d)", self.settings.agent, event.reason_code)
@@ -94,6 +102,8 @@ class EventPump:
 
     def _on_message(self, message: Message) -> None:
         parsed = topics.parse_topic(message.topic)
+        if parsed.kind in ("status", "profile", "prediction") and self.view.heard_from(parsed.id):
+            self._policy_dirty = True  # a site we avoided after a missed deadline is back in the policy
         limit = self.settings.max_message_bytes
         change: Change
         match parsed.kind:

@@ -11,7 +11,8 @@ from typing import Any
 from edgeoff.scenario import Scenario
 from edgeoff.wire import topics
 from edgeoff.wire.mqtt import Counters, MqttClient
-from mobile_agent.planner import AgentView, Planner
+from mobile_agent.avoidance import AvoidingView
+from mobile_agent.planner import Planner
 from mobile_agent.record import RunRecord
 from mobile_agent.settings import AgentSettings
 
@@ -24,7 +25,7 @@ class PolicyPublishing:
     settings: AgentSettings
     scenario: Scenario
     planner: Planner
-    view: AgentView
+    view: AvoidingView
     site_ids: tuple[str, ...]
     mqtt: MqttClient
     counters: Counters
@@ -58,7 +59,7 @@ class PolicyPublishing:
             "progress": {
                 "apps_started": r.apps_started,
                 "apps_done": r.apps_done,
-                "failures": sum(1 for t in r.tasks for a in t.attempts if a.remote and not a.ok),
+                "failures": r.remote_failures,  # a running count: recounting every task was quadratic
                 "fallbacks": r.fallback_count,
             },
             "ts": self.wall_clock(),

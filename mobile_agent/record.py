@@ -25,6 +25,7 @@ class RunRecord:
     detections: list[Detection] = field(default_factory=list)
     fallbacks: list[dict[str, Any]] = field(default_factory=list)
     fallback_count: int = 0
+    remote_failures: int = 0  # failed remote attempts so far
     usable_sum: np.ndarray | None = None
     availability_sum: np.ndarray | None = None
     decisions: int = 0

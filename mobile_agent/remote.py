@@ -15,16 +15,21 @@ from typing import TYPE_CHECKING, Any
 from edgeoff.scenario import Scenario
 from edgeoff.wire import topics
 from edgeoff.wire.codec import encode_msgpack
-from edgeoff.wire.messages import TaskRequest, TaskResult
+from edgeoff.wire.errors import StoreError
+from edgeoff.wire.messages import ERROR_BUSY, ERROR_STORE, TaskRequest, TaskResult
 from edgeoff.wire.mqtt import Counters, MqttClient
+from edgeoff.wire.store import TaskStore
+from mobile_agent.avoidance import AvoidingView
 from mobile_agent.meter import Phase
-from mobile_agent.planner import AgentView, Planner, TaskSpec
+from mobile_agent.planner import Planner, TaskSpec
 from mobile_agent.record import RunRecord
 from mobile_agent.settings import AgentSettings
 
 __all__ = ["Failure", "RemoteAttempts"]
 
 log = logging.getLogger("edgeoff.agent")
+
+ACCEPTED_MEMORY = 10_000  # task ids remembered to count a second accepted result (bounded memory)
 
 
 @dataclass(frozen=True)
@@ -41,7 +46,6 @@ class RemoteAttempts:
     settings: AgentSettings
     scenario: Scenario
     planner: Planner
-    view: AgentView
     site_ids: tuple[str, ...]
     mobile: int
     mqtt: MqttClient
@@ -49,7 +53,11 @@ class RemoteAttempts:
     clock: Callable[[], float]
     wall_clock: Callable[[], float]
     record: RunRecord
+    view: AvoidingView
+    store: TaskStore | None
+    _store_down_since: float | None
     _sent: dict[tuple[str, int], int]
+    _accepted_tasks: dict[str, None]  # the task ids whose result was accepted lately, oldest first
     _results: dict[tuple[str, int], TaskResult]
     _round_trip: Any
 
@@ -73,6 +81,7 @@ class RemoteAttempts:
             phases.append(Phase("detect", 0.0, state, site))
             return self._unusable_reason(site_id)
         deadline_s = self.planner.result_deadline_s(spec, state, site, self.settings.time_scale)
+        self._check_store()
         request = TaskRequest(
             task_id=task_id,
             attempt=attempt,
@@ -84,6 +93,7 @@ class RemoteAttempts:
             output_kb=spec.output_kb,
             memory_gb=spec.memory_gb,
             deadline_s=deadline_s,
+            expires_at=self.wall_clock() + deadline_s,  # the site never starts it after we gave up
         )
         key = (task_id, attempt)
         self._sent[key] = site
@@ -102,10 +112,14 @@ class RemoteAttempts:
             return key in self._results or not usable()[site]
 
         self._pump(sent_at + deadline_s, settled)
+        if key not in self._results:
+            self._read_back(key)  # stored by the site, its publish lost (a crash, a reconnect)
         elapsed = self.clock() - sent_at
         waited = elapsed / self.settings.time_scale
         self._sent.pop(key, None)
         result = self._results.pop(key, None)
+        if result is None or not result.ok:
+            self._cancel(key)  # we move on: the site never starts this attempt, or stops it
         if result is not None:
             self._round_trip.labels(site=site_id, ok="true" if result.ok else "false").observe(elapsed)
         if result is not None and result.ok:
@@ -117,11 +131,52 @@ class RemoteAttempts:
             return None
         phases.append(Phase("detect", waited, state, site))
         if result is not None:
+            if result.error == ERROR_BUSY:
+                return Failure("busy", f"site busy: {site_id}")
+            if result.error == ERROR_STORE:
+                self._store_down_since = self.clock()
+                self.view.avoid_all_remote(True)
+                return Failure("store_unavailable", "site cannot reach the store")
             return Failure("site_error", f"site error: {result.error or 'failed'}")
         if not self.view.usable()[site]:
             return self._unusable_reason(site_id)
         self.counters.incr("deadlines_missed")
+        self.view.avoid(site_id)  # until we hear from it again
         return Failure("deadline", f"deadline {deadline_s:.3f} s passed")
+
+    # ------------------------------------------------------------------ the store of record
+
+    def _read_back(self, key: tuple[str, int]) -> None:
+        """The attempt's result from Redis, if a site stored it (fail-fast: a missing store costs ms)."""
+        if self.store is None:
+            return
+        try:
+            stored = self.store.get_result(*key)
+        except StoreError as exc:
+            self.counters.incr("store_errors")
+            log.info("agent: cannot read back %s attempt %d: %s", *key, exc)
+            return
+        if stored is not None:
+            self.counters.incr("results_read_back")
+            self._on_result(stored)
+
+    def _cancel(self, key: tuple[str, int]) -> None:
+        """Fence the attempt off (edgeoff.wire.store): it never starts after we gave up on it."""
+        if self.store is None:
+            return
+        try:
+            self.store.cancel(*key)
+            self.counters.incr("attempts_cancelled")
+        except StoreError as exc:
+            self.counters.incr("store_errors")
+            log.info("agent: cannot cancel %s attempt %d: %s", *key, exc)
+
+    def _check_store(self) -> None:
+        """After a "store unavailable", try the sites again once the back-off has passed."""
+        since = self._store_down_since
+        if since is not None and self.clock() - since >= self.settings.store_backoff_s:
+            self._store_down_since = None
+            self.view.avoid_all_remote(False)
 
     def _unusable_reason(self, site_id: str) -> Failure:
         if site_id in self.view.online_sites():
@@ -137,8 +192,14 @@ class RemoteAttempts:
         if site is None:
             self.counters.incr("results_late")  # an attempt given up on, or a duplicate after completion
             return
+        self.view.heard_from(result.site)
         if result.site != self.site_ids[site]:
             self.counters.incr("results_wrong_site")
             log.warning("agent: result of %s attempt %d from unexpected site %s", *key, result.site)
             return
         self._results[key] = result
+        if result.task_id in self._accepted_tasks:  # structurally impossible; measured by benchmarks/chaos
+            self.counters.incr("results_accepted_twice")
+        self._accepted_tasks[result.task_id] = None
+        if len(self._accepted_tasks) > ACCEPTED_MEMORY:
+            self._accepted_tasks.pop(next(iter(self._accepted_tasks)))

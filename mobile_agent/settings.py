@@ -37,3 +37,7 @@ class AgentSettings(DaemonSettings, OpsSettings):
     wait_sites_s: Annotated[float, Field(ge=0)] = 10.0  # wait this long for every site to be online first
     out: Path | None = None  # results JSON, written when done
     publish_timeout_s: Annotated[float, Field(gt=0)] = 2.0  # wait for the last policy at shutdown, s
+    # the broker keeps our session (subscriptions, QoS 1 results) this long while we are disconnected
+    session_expiry_s: Annotated[int, Field(ge=0, le=86_400)] = 300
+    store_backoff_s: Annotated[float, Field(ge=0)] = 1.0  # after "store unavailable": phone only this long
+    use_store: bool = True  # read results back from Redis and fence attempts off when moving on

@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any
 from edgeoff.errors import NoFeasibleSolutionError
 from edgeoff.scenario import Scenario
 from edgeoff.wire.mqtt import Counters, MqttClient
+from mobile_agent.avoidance import AvoidingView
 from mobile_agent.dag_plan import DagApplication
 from mobile_agent.meter import Attempt, Phase, TaskMeasurement
-from mobile_agent.planner import AgentView, Planner, TaskPlan, TaskSpec
+from mobile_agent.planner import Planner, TaskPlan, TaskSpec
 from mobile_agent.record import MAX_RECORDED_FALLBACKS, RunRecord
 from mobile_agent.remote import Failure
 from mobile_agent.settings import AgentSettings
@@ -28,7 +29,7 @@ class TaskExecution:
     settings: AgentSettings
     scenario: Scenario
     planner: Planner
-    view: AgentView
+    view: AvoidingView
     site_ids: tuple[str, ...]
     mobile: int
     mqtt: MqttClient
@@ -50,6 +51,8 @@ class TaskExecution:
 
         def _publish_policy(self, *, progress_only: bool = False) -> None: ...  # PolicyPublishing's
 
+        def _check_store(self) -> None: ...  # RemoteAttempts'
+
         def _run_remotely(
             self, task_id: str, attempt: int, spec: TaskSpec, state: int, site: int, phases: list[Phase]
         ) -> Failure | None: ...  # RemoteAttempts'
@@ -63,6 +66,7 @@ class TaskExecution:
         task_id = self._task_id()
         phases: list[Phase] = []
         attempts: list[Attempt] = []
+        self._check_store()  # the back-off after "store unavailable" may have passed: sites usable again
         self._sample_decision(spec, state)
         try:
             plan: TaskPlan
@@ -91,6 +95,8 @@ class TaskExecution:
                     reason=None if failure is None else failure.detail,
                 )
             )
+            if failure is not None:
+                self.record.remote_failures += 1
             if failure is None:
                 return TaskMeasurement(
                     run, spec.level, spec.offloadable, True, action, tuple(phases), tuple(attempts)

@@ -10,21 +10,7 @@ prediction changes writes the value of record to Redis and publishes its retaine
 Subscriptions: `edgeoff/v1/sites/+/heartbeat` (msgpack Heartbeat, QoS 0) and `edgeoff/v1/sites/+/status`
 (JSON SiteStatus, QoS 1).
 
-Message contract of `edgeoff/v1/predictions/{site}` (retained JSON :class:`~edgeoff.wire.messages.Prediction`,
-QoS 1), the fields of the model fixed by the wire contract:
-
-* while the detector holds the site up: `availability` is the forecast of the next window, `model` the
-  forecaster that made it (`svr`, `svr-features`, `ewm`, `last-value`, `training-mean`, `mttf`, `belief`
-  (then the probability that the site stays up for the next task), `steady-state:{node}` or `prior`, see
-  :mod:`prediction_worker.availability_trace`);
-* while the site is suspected or offline: `availability` 0.0 and `model` `detector:down` (:data:`DOWN_MODEL`).
-  This is how the agent learns of a failure within the detection time; the forecast is published again
-  when the site is back up;
-* `version` grows by one with every published change of a site (HINCRBY in Redis, so it never goes
-  backwards, across reconnects and worker restarts alike); `ts` is the wall clock of the change.
-
-A prediction is published when the up/down verdict changes, or when the forecast moves by more than
-`epsilon`.
+The message contract of `predictions/{site}`: :mod:`prediction_worker.predictions`.
 
 Redis (prefix `edgeoff:v1:`), the state of record:
 
@@ -41,9 +27,10 @@ this process restores its live windows from Redis.
 
 Sharing the sites between several workers, two ways:
 
-* `--shard i/n` (recommended): every worker subscribes to all sites and handles only those whose stable
-  hash (BLAKE2b of the id) mod n is i (:class:`~prediction_worker.detector.Shard`); the others are counted
-  as `in_ignored.not_owned`. Every site has exactly one owner, so no two workers publish for one site.
+* `--shard i/n` (recommended): a worker handles the sites whose stable hash (BLAKE2b of the id) mod n is
+  i (:class:`~prediction_worker.detector.Shard`) and subscribes to those sites' topics only (the
+  scenario's sites and `--sites-file`); a site it does not know of is counted as `in_ignored.not_owned`.
+  Every site has exactly one owner, so no two workers publish for one site.
 * `--shared`: subscribe through `$share/{group}/...`. The broker then divides *messages*, not sites:
   Mosquitto delivers each message to one member of the group in turn, so with n workers each one sees
   every n-th heartbeat of every site (an effective interval n times longer: the phi detector adapts, the
@@ -56,13 +43,16 @@ from __future__ import annotations
 
 import argparse
 import functools
+import itertools
 import logging
+import math
 import queue
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Literal
 
+from edgeoff.errors import ScenarioError
 from edgeoff.ops import (
     EXIT_CONFIG,
     MAX_IDLE_WAIT_S,
@@ -77,8 +67,9 @@ from edgeoff.wire import topics
 from edgeoff.wire.codec import decode_json, decode_msgpack
 from edgeoff.wire.errors import DecodeError, StoreError, TopicError
 from edgeoff.wire.messages import Heartbeat, SiteStatus
-from edgeoff.wire.mqtt import Connected, Disconnected, Message, MqttClient, MqttEvent
+from edgeoff.wire.mqtt import Connected, Disconnected, Inbox, Message, MqttClient, MqttEvent
 from prediction_worker.detector import Detector, FixedTimeoutDetector, PhiAccrualDetector
+from prediction_worker.heartbeats import HeartbeatBoard, HeartbeatIntake
 from prediction_worker.predictions import PredictionPublishing, Seed, _SiteView
 from prediction_worker.settings import WorkerSettings
 from prediction_worker.store import PredictionStore
@@ -93,6 +84,9 @@ __all__ = [
 
 log = logging.getLogger("edgeoff.worker")
 
+MAX_EVENTS = 256  # inbox events handled per pass before the heartbeats and the detector get their turn
+OFFLINE_HOLD_S = 0.2  # an offline status is judged this long after it came, if we are still connected
+DEFAULT_STALL_S = 0.75  # half the paper's detection time (10 x 150 ms)
 ERROR_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)  # |forecast - window availability|
 
 
@@ -109,7 +103,7 @@ def build_detector(settings: WorkerSettings, heartbeat_s: float, missed: int) ->
     return FixedTimeoutDetector(heartbeat_s, missed)
 
 
-class PredictionWorker(PredictionPublishing):
+class PredictionWorker(HeartbeatIntake, PredictionPublishing):
     """Serves the sites of one shard until `stop` is set."""
 
     def __init__(
@@ -120,6 +114,8 @@ class PredictionWorker(PredictionPublishing):
         store: PredictionStore,
         stop: threading.Event,
         seeds: Mapping[str, Seed] | None = None,
+        sites: Sequence[str] = (),
+        stall_s: float = DEFAULT_STALL_S,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         ops: Operations | None = None,
@@ -132,12 +128,18 @@ class PredictionWorker(PredictionPublishing):
         self.clock = clock
         self.wall_clock = wall_clock
         self.shard = settings.shard_spec
-        self.inbox: queue.Queue[MqttEvent] = queue.Queue()
+        self.sites = tuple(sites)  # known site ids: a sharded worker subscribes to its own only
+        self.inbox: Inbox[MqttEvent] = Inbox()
+        self._board = HeartbeatBoard()  # heartbeats skip the inbox, stamped on arrival
+        self._beats_counted = 0
+        self._owned_site: dict[str, str] = {}
+        self._arrivals: list[float] = []  # heartbeat topic -> its site, for valid owned sites
         self.mqtt = MqttClient(
             settings=settings.broker,
             client_id=f"edgeoff-worker-{settings.worker_id}",
             inbox=self.inbox,
             max_message_bytes=settings.max_message_bytes,
+            fast_path=self._board.take,
         )
         self.counters = self.mqtt.counters
         self.ops = ops if ops is not None else Operations(name=f"worker={settings.worker_id}")
@@ -155,6 +157,11 @@ class PredictionWorker(PredictionPublishing):
         self._connects = 0
         self._next_poll = 0.0
         self._next_stats = 0.0
+        self._last_poll: float | None = None
+        self._held_offline: list[tuple[float, Message]] = []  # (judge at, offline status), oldest first
+        self._judge_from: float | None = None  # None: judging; else the clock time judging resumes at
+        self._stall_s = stall_s  # a loop pass this late means this worker itself stalled
+        self._grace_s = settings.broker.reconnect_max_s + settings.resync_grace_s
 
     # ------------------------------------------------------------------ the loop
 
@@ -162,10 +169,22 @@ class PredictionWorker(PredictionPublishing):
         topic = topics.all_sites(kind)
         return f"$share/{self.settings.share_group}/{topic}" if self.settings.shared else topic
 
+    def subscriptions(self) -> list[tuple[str, int]]:
+        """Topic filters and QoS: every site's (`+`), or with a shard of n > 1 and known sites, only the
+        sites this shard owns, so the broker never sends it the other shards' heartbeats."""
+        kinds: tuple[tuple[Literal["heartbeat", "status"], int], ...] = (
+            ("heartbeat", topics.QOS_AT_MOST_ONCE),
+            ("status", topics.QOS_AT_LEAST_ONCE),
+        )
+        if self.shard.count == 1 or not self.sites or self.settings.shared:
+            return [(self.subscription(kind), qos) for kind, qos in kinds]
+        owned = [site for site in self.sites if self.shard.owns(site)]
+        return [(topics.site_topic(site, kind), qos) for site in owned for kind, qos in kinds]
+
     def serve(self) -> None:
         """Connect, serve until `stop` is set, then disconnect cleanly."""
-        self.mqtt.subscribe(self.subscription("heartbeat"), qos=topics.QOS_AT_MOST_ONCE)
-        self.mqtt.subscribe(self.subscription("status"), qos=topics.QOS_AT_LEAST_ONCE)
+        for topic, qos in self.subscriptions():
+            self.mqtt.subscribe(topic, qos=qos)
         self.mqtt.start()
         log.info(
             "worker %s serving: detector %s, shard %s%s",
@@ -182,18 +201,25 @@ class PredictionWorker(PredictionPublishing):
             self._shutdown()
 
     def step(self) -> None:
-        """Handle at most one event, then poll the detector when due."""
+        """Handle the events waiting (at most MAX_EVENTS), then the heartbeats and the detector when due."""
         now = self.clock()
         timeout = min(MAX_IDLE_WAIT_S, self._next_poll - now)
         try:
-            event = self.inbox.get(timeout=max(timeout, 0.0))
+            event: MqttEvent | None = self.inbox.get(timeout=max(timeout, 0.0))
         except queue.Empty:
             event = None
-        if event is not None:
+        handled = 0
+        while event is not None:
             self.handle(event)
+            handled += 1
+            try:
+                event = self.inbox.get_nowait() if handled < MAX_EVENTS else None
+            except queue.Empty:
+                event = None
         now = self.clock()
         if now >= self._next_poll:
             self._next_poll = now + self.settings.poll_s
+            self._take_beats()
             self.poll(now)
         if now >= self._next_stats:
             self._next_stats = now + self.settings.stats_s
@@ -207,8 +233,21 @@ class PredictionWorker(PredictionPublishing):
                 self._connects += 1
                 if self._connects > 1:
                     self._resync()
+                    self._hold_verdicts(self.clock(), "reconnected")
             case Disconnected():
                 log.warning("worker %s: disconnected (reason %d)", self.settings.worker_id, event.reason_code)
+                self._judge_from = math.inf  # judge nobody while cut off: our silence, not theirs
+                if self._held_offline:
+                    self.counters.incr("statuses_dropped.broker_going_away", len(self._held_offline))
+                    self._held_offline.clear()
+
+    # ------------------------------------------------------------------ heartbeats
+
+    def _hold_verdicts(self, now: float, why: str) -> None:
+        """Judge nobody until the sites had time to come back (they reconnect too), then start afresh."""
+        self._judge_from = now + self._grace_s
+        self.counters.incr(f"resyncs.{why}")
+        log.warning("worker %s: %s: no verdict for %.1f s", self.settings.worker_id, why, self._grace_s)
 
     # ------------------------------------------------------------------ input
 
@@ -216,14 +255,14 @@ class PredictionWorker(PredictionPublishing):
         self.counters.incr(f"in_dropped.{reason}")
         log.warning("worker: dropped a message on %.80r (%s): %s", topic, reason, detail)
 
-    def _on_message(self, message: Message) -> None:
+    def _on_message(self, message: Message, *, held: bool = False) -> None:
         try:
             parsed = topics.parse_topic(message.topic)
         except TopicError as exc:
             self._drop("topic", message.topic, str(exc))
             return
         limit = self.settings.max_message_bytes
-        now = self.clock()
+        now = message.received_at or self.clock()  # arrival, stamped on the network thread
         if parsed.kind == "heartbeat":
             try:
                 beat = decode_msgpack(Heartbeat, message.payload, max_bytes=limit)
@@ -243,6 +282,11 @@ class PredictionWorker(PredictionPublishing):
             if not self._owned(parsed.id):
                 return
             self.counters.incr("in_statuses")
+            if status.state == "offline" and not held:
+                # A broker shutting down publishes every client's will: an offline that is followed by our
+                # own disconnect is that, not a failure. Judge it only if we are still connected shortly.
+                self._held_offline.append((self.clock() + OFFLINE_HOLD_S, message))
+                return
             verdicts = self.detector.status(parsed.id, status.state, status.session, now)
         else:
             self._drop("topic", message.topic, f"not a subscribed kind ({parsed.kind})")
@@ -259,9 +303,24 @@ class PredictionWorker(PredictionPublishing):
     # ------------------------------------------------------------------ core calls
 
     def poll(self, now: float) -> None:
-        """Down verdicts of silent sites, closed windows, retries of unstored changes."""
-        for verdict in self.detector.poll(now):
-            self._on_verdict(verdict)
+        """Down verdicts of silent sites (unless this worker was cut off or stalled: then it resyncs
+        first), closed windows, retries of unstored changes."""
+        last, self._last_poll = self._last_poll, now
+        if last is not None and now - last > self._stall_s and self._judge_from is None:
+            # the loop was late; if heartbeats kept arriving meanwhile (the network thread stamped them),
+            # the stamps are true and the verdicts sound; if every arrival stopped too, we were stopped
+            points = [last, *self._arrivals, now]
+            silence = max(b - a for a, b in itertools.pairwise(points))  # of every site at once
+            if silence > self._stall_s:
+                self._hold_verdicts(now, "stalled")
+        if self._judge_from is not None and now >= self._judge_from:
+            self._judge_from = None
+            self.detector.resync(now)
+        while self._held_offline and self._held_offline[0][0] <= now and self.mqtt.connected.is_set():
+            self._on_message(self._held_offline.pop(0)[1], held=True)
+        if self._judge_from is None:
+            for verdict in self.detector.poll(now):
+                self._on_verdict(verdict)
         for site, view in self._views.items():
             closed = view.trace.advance(now)
             if closed:
@@ -308,12 +367,24 @@ def build_worker(
         for site, node in scenario.dataset(settings.dataset).items():
             if node in nodes:
                 seeds[site] = Seed(node=node, trace=nodes[node])
+    sites = [sid for i, sid in enumerate(scenario.site_ids) if i != scenario.mobile_index]
+    if settings.sites_file is not None:
+        try:
+            lines = settings.sites_file.read_text(encoding="utf-8").split()
+        except OSError as exc:
+            raise ScenarioError(f"cannot read the sites file {settings.sites_file}: {exc}") from None
+        try:
+            sites += [topics.validate_id(line, what="site id") for line in lines if line not in sites]
+        except TopicError as exc:
+            raise ScenarioError(f"sites file {settings.sites_file}: {exc}") from None
     return PredictionWorker(
         settings=settings,
         detector=build_detector(settings, heartbeat_s, missed),
         store=PredictionStore.from_settings(settings.redis),
         stop=stop,
         seeds=seeds,
+        sites=sites,
+        stall_s=heartbeat_s * missed / 2,  # half the detection time
         ops=ops,
     )
 

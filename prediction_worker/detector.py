@@ -152,6 +152,13 @@ class SessionDetector:
                 verdicts.append(Verdict(site, False, state.session, now, self.silence_reason))
         return verdicts
 
+    def resync(self, now: float) -> None:
+        """The detector itself was cut off or stalled until `now`: its silence is no evidence against
+        anybody, so every site's timer starts again from `now` (no interval sample is taken)."""
+        for state in self._sites.values():
+            if state.up and state.last_arrival is not None:
+                state.last_arrival = max(state.last_arrival, now)
+
     def forget(self, site: str) -> None:
         """Stop tracking `site` (it left this worker's shard)."""
         self._sites.pop(site, None)

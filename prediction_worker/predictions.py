@@ -1,5 +1,22 @@
 """The worker's output: each site's availability trace and forecast, its verdicts, windows and prediction
-stored in Redis (the value of record) and published retained, re-published after a reconnect."""
+stored in Redis (the value of record) and published retained, re-published after a reconnect.
+
+Message contract of `edgeoff/v1/predictions/{site}` (retained JSON :class:`~edgeoff.wire.messages.Prediction`,
+QoS 1), the fields of the model fixed by the wire contract:
+
+* while the detector holds the site up: `availability` is the forecast of the next window, `model` the
+  forecaster that made it (`svr`, `svr-features`, `ewm`, `last-value`, `training-mean`, `mttf`, `belief`
+  (then the probability that the site stays up for the next task), `steady-state:{node}` or `prior`, see
+  :mod:`prediction_worker.availability_trace`);
+* while the site is suspected or offline: `availability` 0.0 and `model` `detector:down` (:data:`DOWN_MODEL`).
+  This is how the agent learns of a failure within the detection time; the forecast is published again
+  when the site is back up;
+* `version` grows by one with every published change of a site (HINCRBY in Redis, so it never goes
+  backwards, across reconnects and worker restarts alike); `ts` is the wall clock of the change.
+
+A prediction is published when the up/down verdict changes, or when the forecast moves by more than
+`epsilon`.
+"""
 
 from __future__ import annotations
 

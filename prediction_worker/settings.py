@@ -57,6 +57,12 @@ class WorkerSettings(DaemonSettings, OpsSettings):
     scenario: Path | None = None  # None: the paper's scenario
     dataset: str | None = None  # seed each site's history from its LANL node in this dataset
     stats_s: Annotated[float, Field(gt=0)] = 2.0  # how often counters are written to Redis
+    # after a reconnect, or a stall of this worker's own loop longer than this, judge nobody for the
+    # broker's reconnect cap plus this (the sites are reconnecting too), then start every timer afresh
+    resync_grace_s: Annotated[float, Field(ge=0)] = 0.5
+    # known sites besides the scenario's, one id per line: with --shard i/n (n > 1) the worker subscribes
+    # to its own sites' topics only, instead of decoding every site's heartbeats
+    sites_file: Path | None = None
 
     @field_validator("shard")
     @classmethod

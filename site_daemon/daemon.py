@@ -5,17 +5,18 @@
 One thread (the caller of :meth:`SiteDaemon.serve`) owns all state and drives the MQTT connection itself
 (`MqttClient` in inline mode: it waits in `poll`, which reads the socket, runs paho's callbacks and
 reconnects with backoff; no network thread, so no thread hand-off per message). paho's callbacks and the
-task worker threads only put events on its inbox (a worker also wakes `poll`); it publishes heartbeats on
-schedule, claims and dispatches tasks,
-publishes results, and, with failure injection, crashes and recovers the site on the Markov chain's
-schedule. Every connection gets a new session number from Redis (INCR), carried by its online status and
-by its Last Will, so a late will of an old session cannot be mistaken for the current one.
+task worker threads only put events on its inbox (a worker also wakes `poll`). Heartbeats have a thread
+of their own (site_daemon.heartbeats), so a stalled Redis never silences them. The loop claims and
+dispatches tasks (site_daemon.tasks), publishes results, and, with failure injection, crashes and
+recovers the site on the Markov chain's schedule. Every connection gets a new session number from Redis
+(INCR), carried by its online status and by its Last Will, so a late will of an old session cannot be
+mistaken for the current one.
 
 The task path is built for throughput: the loop takes every event waiting in the inbox (up to MAX_BATCH),
 claims the task requests among them in one Redis round trip, and runs a task whose outcome needs no time
 (a zero-cost emulated task, one the site has no memory for) on its own thread, claimed and completed in
 the same atomic Redis step, instead of handing it to a worker thread and back. It does so only while no
-task is in the worker pool, so tasks still run in the order they arrived.
+task is queued or in the worker pool, so tasks still run in the order they arrived.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -45,10 +47,11 @@ from edgeoff.scenario import Scenario, Site, load_scenario
 from edgeoff.traces import load_node_table
 from edgeoff.wire import topics
 from edgeoff.wire.messages import TaskResult
-from edgeoff.wire.mqtt import Connected, Disconnected, Message, MqttClient
+from edgeoff.wire.mqtt import Connected, Disconnected, Inbox, Message, MqttClient
 from edgeoff.wire.store import TaskStore
 from site_daemon.execution import DEFAULT_HANDLERS, HandlerRegistry, execution_time_s
 from site_daemon.failure_injection import Period, failure_model_for_site, periods
+from site_daemon.heartbeats import HeartbeatSender
 from site_daemon.outage import InjectedFailures
 from site_daemon.settings import SiteSettings
 from site_daemon.status import StatusKeeping
@@ -91,7 +94,7 @@ class SiteDaemon(TaskClaims, StatusKeeping, InjectedFailures):
         self.handlers = handlers
         self.clock = clock
         self.wall_clock = wall_clock
-        self.inbox: queue.Queue[SiteEvent] = queue.Queue()
+        self.inbox: Inbox[SiteEvent] = Inbox()  # bounded in messages and in payload bytes
         self.mqtt = MqttClient(
             settings=settings.broker,
             client_id=f"edgeoff-site-{site.id}",
@@ -117,8 +120,10 @@ class SiteDaemon(TaskClaims, StatusKeeping, InjectedFailures):
         self._up = True  # False while an injected failure lasts
         self._generation = 0  # grows with every injected crash: results of older generations are abandoned
         self._abort = threading.Event()  # set to interrupt the running tasks of the current generation
-        self._seq = 0
-        self._next_heartbeat = 0.0
+        self._queue: deque[_Accepted] = deque()  # requests waiting for the pool (bounded: max_queued_tasks)
+        self._heartbeats = HeartbeatSender(
+            mqtt=self.mqtt, site=site.id, interval_s=heartbeat_s, counters=self.counters, clock=clock
+        )
         self._next_phase_at: float | None = None
         self._link_expires_at: float | None = None  # a hung node's link: when the broker's keepalive runs out
         # results finished while disconnected, with their agent: published on the next connection
@@ -135,6 +140,7 @@ class SiteDaemon(TaskClaims, StatusKeeping, InjectedFailures):
         if self.failures is not None:
             self._next_phase_at = self.clock() + next(self.failures).duration_s  # the chain starts up
         self.mqtt.start()
+        self._heartbeats.start()
         log.info("site %s (%s, %g MIPS) serving", self.site.id, self.site.type, self.site.mips)
         try:
             while not self.stop.is_set():
@@ -145,9 +151,7 @@ class SiteDaemon(TaskClaims, StatusKeeping, InjectedFailures):
 
     def _step(self) -> None:
         now = self.clock()
-        deadlines = [
-            d for d in (self._heartbeat_due(), self._next_phase_at, self._link_expires_at) if d is not None
-        ]
+        deadlines = [d for d in (self._next_phase_at, self._link_expires_at) if d is not None]
         timeout = min([MAX_IDLE_WAIT_S, *(d - now for d in deadlines)])
         # network traffic and paho's callbacks (which fill the inbox) happen in poll, on this thread
         self.mqtt.poll(0.0 if self.inbox.qsize() else max(timeout, 0.0))
@@ -158,8 +162,6 @@ class SiteDaemon(TaskClaims, StatusKeeping, InjectedFailures):
         if event is not None:
             self._handle_batch(self._drain(event))
         now = self.clock()
-        if self._heartbeat_due() is not None and now >= self._next_heartbeat:
-            self._publish_heartbeat(now)
         if self._next_phase_at is not None and now >= self._next_phase_at:
             self._next_phase()
         if self._link_expires_at is not None and now >= self._link_expires_at:
@@ -190,9 +192,6 @@ class SiteDaemon(TaskClaims, StatusKeeping, InjectedFailures):
             self._handle(event)
         self._claim_and_dispatch(accepted)
 
-    def _heartbeat_due(self) -> float | None:
-        return self._next_heartbeat if (self._up and self._session is not None) else None
-
     def _handle(self, event: SiteEvent) -> None:
         match event:
             case Message():
@@ -207,12 +206,14 @@ class SiteDaemon(TaskClaims, StatusKeeping, InjectedFailures):
                         "site %s: disconnected from the broker (reason %d)", self.site.id, event.reason_code
                     )
                 self._session = None
+                self._heartbeats.beat_for(None)
 
     # ------------------------------------------------------------------ shutdown
 
     def _shutdown(self) -> None:
         self.ops.stopping()
         self._abort.set()
+        self._heartbeats.stop()
         session = self._session
         if session is not None and self._up:
             info = self.mqtt.publish(self._status_topic, self._status("offline", session), qos=1, retain=True)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from edgeoff.scenario import Site
 from edgeoff.wire.messages import TaskResult
 from edgeoff.wire.mqtt import Counters, MqttClient
 from site_daemon.failure_injection import Period
+from site_daemon.heartbeats import HeartbeatSender
 from site_daemon.settings import SiteSettings
 
 __all__ = ["KEEPALIVE_GRACE", "InjectedFailures"]
@@ -36,6 +39,8 @@ class InjectedFailures:
     _up: bool
     _generation: int
     _abort: threading.Event
+    _heartbeats: HeartbeatSender
+    _queue: deque[Any]
     _unsent: list[tuple[str, TaskResult]]
 
     def _next_phase(self) -> None:
@@ -61,7 +66,10 @@ class InjectedFailures:
         self._abort.set()
         self._abort = threading.Event()
         self._session = None
+        self._heartbeats.beat_for(None)
         self._unsent.clear()
+        self.counters.incr("tasks_abandoned", len(self._queue))
+        self._queue.clear()
         if self.settings.failure_mode == "crash":
             self.mqtt.pause(with_will=True)
         else:

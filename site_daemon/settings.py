@@ -38,5 +38,7 @@ class SiteSettings(DaemonSettings, OpsSettings):
     injection_log: Path | None = None
     execution_scale: Annotated[float, Field(ge=0)] = 1.0  # wall seconds per emulated second of computation
     max_concurrent_tasks: Annotated[int, Field(ge=1)] = 1  # a site computes one task at a time by default
-    claim_margin_s: Annotated[float, Field(ge=0)] = 5.0  # lease = expected run time + deadline + this margin
+    # lease = expected run time + this margin, from execution start; renewed every margin / 2 while it runs
+    claim_margin_s: Annotated[float, Field(gt=0)] = 5.0
+    max_queued_tasks: Annotated[int, Field(ge=0)] = 8  # requests waiting to start; more: answered "busy"
     publish_timeout_s: Annotated[float, Field(gt=0)] = 2.0  # wait for the offline status before disconnecting

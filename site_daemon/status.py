@@ -1,5 +1,5 @@
 """The site's connection: a session number per connection, its Last Will, the retained online status and
-profile, the repair of a stale status, and the heartbeats."""
+profile, the repair of a stale status; the heartbeats of the session (site_daemon.heartbeats)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING, Literal
 
 from edgeoff.scenario import Site
 from edgeoff.wire import topics
-from edgeoff.wire.codec import decode_json, encode_json, encode_msgpack
+from edgeoff.wire.codec import decode_json, encode_json
 from edgeoff.wire.errors import DecodeError
-from edgeoff.wire.messages import Heartbeat, SiteProfile, SiteStatus, TaskResult
+from edgeoff.wire.messages import SiteProfile, SiteStatus, TaskResult
 from edgeoff.wire.mqtt import Connected, Counters, Message, MqttClient, Will
 from edgeoff.wire.store import TaskStore
+from site_daemon.heartbeats import HeartbeatSender
 from site_daemon.settings import SiteSettings
 from site_daemon.tasks import SiteEvent
 
@@ -34,12 +35,10 @@ class StatusKeeping:
     clock: Callable[[], float]
     wall_clock: Callable[[], float]
     inbox: queue.Queue[SiteEvent]
-    heartbeat_s: float
+    _heartbeats: HeartbeatSender
     _status_topic: str
     _session: int | None
     _up: bool
-    _seq: int
-    _next_heartbeat: float
     _unsent: list[tuple[str, TaskResult]]
 
     if TYPE_CHECKING:  # provided by another part of the class; declared for the type checker
@@ -61,8 +60,7 @@ class StatusKeeping:
             return
         session = decode_json(SiteStatus, event.will.payload).session
         self._session = session
-        self._seq = 0
-        self._next_heartbeat = self.clock()
+        self._heartbeats.beat_for(session)
         profile = SiteProfile(
             site=self.site.id,
             type=self.site.type,
@@ -113,15 +111,3 @@ class StatusKeeping:
         self.mqtt.publish(
             self._status_topic, self._status("online", session), qos=topics.QOS_AT_LEAST_ONCE, retain=True
         )
-
-    def _publish_heartbeat(self, now: float) -> None:
-        assert self._session is not None
-        beat = Heartbeat(session=self._session, seq=self._seq, mono_ts=now)
-        self.mqtt.publish(
-            topics.site_topic(self.site.id, "heartbeat"), encode_msgpack(beat), qos=topics.QOS_AT_MOST_ONCE
-        )
-        self.counters.incr("heartbeats_sent")
-        self._seq += 1
-        self._next_heartbeat += self.heartbeat_s
-        if self._next_heartbeat < now:  # fell behind (a long stall): keep the cadence, do not burst
-            self._next_heartbeat = now + self.heartbeat_s

@@ -1,8 +1,16 @@
-"""The site's task path: decode a request, claim it in Redis (batched), run it, store and publish its result.
+"""The site's task path: decode a request, check its expiry, queue it (bounded), claim it in Redis when it
+starts, run it while renewing its lease, store and publish its result.
 
 A task whose outcome needs no time (a zero-cost emulated task, one the site has no memory for) runs on the
-daemon's own thread, claimed and completed in the same atomic Redis step; the others go to the worker pool
-and come back as :class:`TaskFinished` events. Results finished while disconnected wait in `_unsent`.
+daemon's own thread while nothing is queued or running, claimed and completed in the same atomic Redis step
+(batched); the others wait in a bounded queue and run on the worker pool. A full queue answers at once
+with a `busy` result, and a claim that cannot reach Redis with `store unavailable`, so the agent falls back
+at once instead of waiting for its deadline. A worker claims its task when it starts (the lease runs from
+execution start), and never starts an expired request or an attempt the agent cancelled or superseded
+(the task's fence, edgeoff.wire.store); while an emulated task runs it renews the lease, which also tells
+it when the agent gave up on the attempt (then it stops). Redis calls of the pool's tasks run on the
+worker threads; heartbeats have their own thread (site_daemon.heartbeats). Results finished while
+disconnected wait in `_unsent`.
 """
 
 from __future__ import annotations
@@ -10,6 +18,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,7 +28,7 @@ from edgeoff.scenario import Site
 from edgeoff.wire import topics
 from edgeoff.wire.codec import decode_msgpack, encode_msgpack
 from edgeoff.wire.errors import DecodeError, StoreError, TopicError
-from edgeoff.wire.messages import TaskRequest, TaskResult
+from edgeoff.wire.messages import ERROR_BUSY, ERROR_STORE, TaskRequest, TaskResult
 from edgeoff.wire.mqtt import Counters, Message, MqttClient, MqttEvent
 from edgeoff.wire.store import Claim, TaskStore
 from site_daemon.execution import HandlerRegistry, Outcome, execute, instant_outcome
@@ -32,12 +41,14 @@ log = logging.getLogger("edgeoff.site")
 
 @dataclass(frozen=True)
 class TaskFinished:
-    """A worker thread finished (or abandoned: outcome None) a task claimed in `session`/`generation`."""
+    """A worker thread is done with a request of `session`/`generation`: `result` to publish, or None
+    (not run: `skipped` says why, or abandoned by an injected crash)."""
 
     request: TaskRequest
     session: int
     generation: int
-    outcome: Outcome | None
+    result: TaskResult | None
+    skipped: str | None = None
 
 
 SiteEvent = MqttEvent | TaskFinished
@@ -45,7 +56,7 @@ SiteEvent = MqttEvent | TaskFinished
 
 @dataclass(frozen=True)
 class _Accepted:
-    """A decoded task request for this site, waiting to be claimed with the others of its batch."""
+    """A decoded task request for this site, waiting to be claimed (instant) or to start (queued)."""
 
     request: TaskRequest
     emulated_s: float
@@ -69,6 +80,7 @@ class TaskClaims:
     _tasks_topic: str
     _pool: ThreadPoolExecutor
     _in_pool: int
+    _queue: deque[_Accepted]
     _session: int | None
     _up: bool
     _generation: int
@@ -106,82 +118,155 @@ class TaskClaims:
         except DecodeError as exc:
             self._drop("decode", str(exc))
             return None
+        if self._expired(request):  # e.g. queued at the broker while this site hung or was cut off
+            self.counters.incr("tasks_expired")
+            return None
         emulated_s = self.compute_s(request.mi) * self.settings.execution_scale
-        lease_ms = max(1, int((emulated_s + request.deadline_s + self.settings.claim_margin_s) * 1000))
+        lease_ms = max(1, int((emulated_s + self.settings.claim_margin_s) * 1000))  # from execution start
         return _Accepted(request=request, emulated_s=emulated_s, lease_ms=lease_ms, session=session)
 
-    def _claim_and_dispatch(self, accepted: Sequence[_Accepted]) -> None:
-        """Claim `accepted` in one Redis round trip; run the instant ones here, hand the others to the pool.
+    def _expired(self, request: TaskRequest) -> bool:
+        return request.expires_at is not None and self.wall_clock() >= request.expires_at
 
-        A task runs here only while the pool is empty and no earlier task of the batch went to it (tasks
-        run in arrival order, one at a time by default); its claim and its result are one atomic step.
-        """
+    def _claim_and_dispatch(self, accepted: Sequence[_Accepted]) -> None:
+        """Run the instant tasks here (claimed and completed in one Redis round trip) while nothing is
+        queued or running; queue the others (tasks run in arrival order, one at a time by default)."""
         if not accepted:
             return
-        claims: list[Claim] = []
-        instant: list[tuple[TaskResult, bytes] | None] = []
-        pool_busy = self._in_pool > 0
+        instant: list[tuple[_Accepted, TaskResult, bytes]] = []
         for task in accepted:
             request = task.request
             outcome = None
-            if not pool_busy:
+            if self._in_pool == 0 and not self._queue:
                 outcome = instant_outcome(request, emulated_s=task.emulated_s, memory_gb=self.site.memory_gb)
             if outcome is None:
-                pool_busy = True
-                claims.append(Claim(request.task_id, request.attempt, task.lease_ms))
-                instant.append(None)
+                self._enqueue(task)
                 continue
             result = self._result(request, task.session, outcome)
-            payload = encode_msgpack(result)
-            claims.append(Claim(request.task_id, request.attempt, task.lease_ms, result=payload))
-            instant.append((result, payload))
+            instant.append((task, result, encode_msgpack(result)))
+        if instant:
+            self._run_instant(instant)
+        self._start_queued()
+
+    def _run_instant(self, instant: Sequence[tuple[_Accepted, TaskResult, bytes]]) -> None:
+        claims = [Claim(t.request.task_id, t.request.attempt, t.lease_ms, result=p) for t, _, p in instant]
         try:
-            claimed = self.store.claim_tasks(self.site.id, claims)
+            outcomes = self.store.claim_outcomes(self.site.id, claims)
         except StoreError as exc:
-            self.counters.incr("tasks_dropped.store", len(accepted))
-            log.warning("site %s: dropped %d task message(s) (store): %s", self.site.id, len(accepted), exc)
+            log.warning("site %s: cannot claim %d task(s): %s", self.site.id, len(instant), exc)
+            for task, _, _ in instant:
+                self._answer(task, ERROR_STORE, "tasks_store_unavailable")
             return
-        for task, done, ok in zip(accepted, instant, claimed, strict=True):
-            request = task.request
-            if not ok:
-                self.counters.incr("tasks_duplicate")
-                log.info(
-                    "site %s: task %s attempt %d already claimed or done: skipped",
-                    self.site.id,
-                    request.task_id,
-                    request.attempt,
-                )
+        for (task, result, payload), outcome in zip(instant, outcomes, strict=True):
+            if outcome != "claimed":
+                self._skipped(task.request, outcome)
                 continue
             self.counters.incr("tasks_claimed")
-            if done is None:
-                self._in_pool += 1
-                self._pool.submit(
-                    self._run, request, task.emulated_s, task.session, self._generation, self._abort
-                )
-                continue
-            result, payload = done
-            self._finished(request.agent, result, payload)
+            self._finished(task.request.agent, result, payload)
 
-    def _run(
-        self, request: TaskRequest, emulated_s: float, session: int, generation: int, abort: threading.Event
-    ) -> None:
-        """Worker thread: run the task and hand the outcome back to the daemon's thread."""
+    def _skipped(self, request: TaskRequest, why: str) -> None:
+        self.counters.incr("tasks_fenced" if why == "fenced" else "tasks_duplicate")
+        log.info(
+            "site %s: task %s attempt %d not run (%s)",
+            self.site.id,
+            request.task_id,
+            request.attempt,
+            "cancelled or superseded" if why == "fenced" else "already claimed or done",
+        )
+
+    def _answer(self, task: _Accepted, error: str, counter: str) -> None:
+        """Answer a request at once without running it (busy, store unavailable): the agent falls back."""
+        self.counters.incr(counter)
+        outcome = Outcome(ok=False, exec_s=0.0, error=error)
+        self._publish_result(task.request.agent, self._result(task.request, task.session, outcome))
+
+    def _enqueue(self, task: _Accepted) -> None:
+        if len(self._queue) >= self.settings.max_queued_tasks:
+            self._answer(task, ERROR_BUSY, "tasks_busy")
+            return
+        self._queue.append(task)
+
+    def _start_queued(self) -> None:
+        while self._queue and self._in_pool < self.settings.max_concurrent_tasks:
+            task = self._queue.popleft()
+            if self._expired(task.request):
+                self.counters.incr("tasks_expired")
+                continue
+            self._in_pool += 1
+            self._pool.submit(self._run, task, self._generation, self._abort)
+
+    def _run(self, task: _Accepted, generation: int, abort: threading.Event) -> None:
+        """Worker thread: claim at start, run while renewing the lease, store; hand the result back."""
+        request = task.request
+        result: TaskResult | None = None
+        skipped: str | None = None
         try:
-            outcome = execute(
-                request,
-                emulated_s=emulated_s,
-                memory_gb=self.site.memory_gb,
-                handlers=self.handlers,
-                wait=abort.wait,
-                clock=self.clock,
-            )
-        except Exception as exc:  # a handler bug fails its task, never the daemon
-            log.exception("site %s: task %s crashed its handler", self.site.id, request.task_id)
+            result, skipped = self._claim_and_run(task, abort)
+        except Exception as exc:  # a handler or store bug fails its task, never the daemon
+            log.exception("site %s: task %s crashed", self.site.id, request.task_id)
             outcome = Outcome(ok=False, exec_s=0.0, error=f"handler crashed: {type(exc).__name__}")
+            result = self._result(request, task.session, outcome)
         self.inbox.put_nowait(
-            TaskFinished(request=request, session=session, generation=generation, outcome=outcome)
+            TaskFinished(
+                request=request, session=task.session, generation=generation, result=result, skipped=skipped
+            )
         )
         self.mqtt.wake()  # the daemon's thread may be waiting in poll()
+
+    def _claim_and_run(self, task: _Accepted, abort: threading.Event) -> tuple[TaskResult | None, str | None]:
+        request = task.request
+        if self._expired(request):
+            return None, "expired"
+        site = self.site.id
+        try:
+            outcome = self.store.claim_outcomes(
+                site, [Claim(request.task_id, request.attempt, task.lease_ms)]
+            )[0]
+        except StoreError as exc:
+            log.warning("site %s: cannot claim task %s: %s", site, request.task_id, exc)
+            return self._result(request, task.session, Outcome(ok=False, exec_s=0.0, error=ERROR_STORE)), None
+        if outcome != "claimed":
+            return None, outcome
+        cancelled = threading.Event()
+        renew_every = max(self.settings.claim_margin_s / 2, 0.05)
+
+        def wait(seconds: float) -> bool:
+            """Sleep `seconds`, renewing the lease; True when interrupted (crash, stop) or cancelled."""
+            end = self.clock() + seconds
+            while (remaining := end - self.clock()) > 0:
+                if abort.wait(min(remaining, renew_every)):
+                    return True
+                if self.clock() >= end:
+                    break
+                try:
+                    alive = self.store.renew(request.task_id, request.attempt, site, task.lease_ms)
+                except StoreError:
+                    alive = True  # Redis away: keep running; the result is published all the same
+                if not alive:
+                    cancelled.set()
+                    return True
+            return False
+
+        done = execute(
+            request,
+            emulated_s=task.emulated_s,
+            memory_gb=self.site.memory_gb,
+            handlers=self.handlers,
+            wait=wait,
+            clock=self.clock,
+        )
+        if done is None:
+            return None, "cancelled" if cancelled.is_set() else None
+        result = self._result(request, task.session, done)
+        try:
+            stored = self.store.complete_task(result)
+        except StoreError as exc:  # the published result still reaches the agent
+            self.counters.incr("results_not_stored")
+            log.error("site %s: cannot store result of %s: %s", site, result.task_id, exc)
+            return result, None
+        if not stored:
+            return None, "result_exists"
+        return result, None
 
     def _result(self, request: TaskRequest, session: int, outcome: Outcome) -> TaskResult:
         return TaskResult(
@@ -197,16 +282,19 @@ class TaskClaims:
 
     def _on_task_finished(self, event: TaskFinished) -> None:
         self._in_pool -= 1
-        if event.outcome is None or event.generation != self._generation or not self._up:
+        if event.generation != self._generation or not self._up:
             self.counters.incr("tasks_abandoned")
-            return
-        result = self._result(event.request, event.session, event.outcome)
-        try:
-            self.store.complete_task(result)
-        except StoreError as exc:  # the published result still reaches the agent
-            self.counters.incr("results_not_stored")
-            log.error("site %s: cannot store result of %s: %s", self.site.id, result.task_id, exc)
-        self._finished(event.request.agent, result, None)
+        elif event.result is not None:
+            if event.result.ok or event.result.error != ERROR_STORE:
+                self.counters.incr("tasks_claimed")
+            else:
+                self.counters.incr("tasks_store_unavailable")
+            self._finished(event.request.agent, event.result, None)
+        elif event.skipped in ("fenced", "taken"):
+            self._skipped(event.request, event.skipped)
+        else:
+            self.counters.incr(f"tasks_{event.skipped or 'abandoned'}")
+        self._start_queued()
 
     def _finished(self, agent: str, result: TaskResult, payload: bytes | None) -> None:
         self.counters.incr("tasks_done")

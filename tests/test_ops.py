@@ -241,6 +241,21 @@ def test_operations_write_the_health_file_at_most_every_interval(tmp_path: Path)
     assert ops.ready
 
 
+def test_refused_publishes_show_in_the_health_record_and_its_check(tmp_path: Path) -> None:
+    path = tmp_path / "h.json"
+    ops = Operations(
+        name="site=ed", settings=OpsSettings(health_file=path), clock=FakeClock(), wall_clock=FakeClock(7.0)
+    )
+    counters = Counters()
+    ops.watch(counters)
+    counters.incr("out_denied", 2)
+    ops.tick(connected=True)
+    assert json.loads(path.read_text())["publishes_denied"] == 2
+    check = check_health(path, max_age_s=10, need_ready=False, now=7.5)
+    assert check.ok
+    assert "2 publishes denied" in check.message
+
+
 class _Probe:
     def __init__(self, ok: bool) -> None:
         self.ok = ok

@@ -146,6 +146,7 @@ class Operations:
         self._next_watchdog = 0.0
         self._health_failing = False
         self._is_ready = False
+        self._watched: list[SupportsSnapshot] = []
         self._ready = self.metrics.gauge("ready", "1 when connected to the broker and Redis answers.")
         self._broker = self.metrics.gauge("broker_connected", "1 while connected to the MQTT broker.")
         self._redis = self.metrics.gauge("redis_reachable", "1 when Redis answered the last probe.")
@@ -156,8 +157,10 @@ class Operations:
     # ------------------------------------------------------------------ wiring
 
     def watch(self, counters: SupportsSnapshot) -> None:
-        """Export a daemon's counters as Prometheus counters (read at scrape time)."""
+        """Export a daemon's counters as Prometheus counters (read at scrape time); the health record
+        shows their refused publishes (`out_denied`)."""
         self.metrics.watch(counters)
+        self._watched.append(counters)
 
     def start(self) -> None:
         """Serve /metrics (if a port is set), start probing Redis and the loop watchdog. Raises OSError
@@ -222,8 +225,15 @@ class Operations:
         path = self.settings.health_file
         if path is None:
             return
+        denied = sum(c.snapshot().get("out_denied", 0) for c in self._watched)
         record = HealthRecord(
-            name=self.name, pid=os.getpid(), ts=wall, ready=ready, broker=connected, redis=redis_ok
+            name=self.name,
+            pid=os.getpid(),
+            ts=wall,
+            ready=ready,
+            broker=connected,
+            redis=redis_ok,
+            publishes_denied=denied,
         )
         try:
             write_health(path, record)

@@ -29,6 +29,7 @@ class HealthRecord:
     ready: bool
     broker: bool
     redis: bool | None  # None: the daemon does not use Redis
+    publishes_denied: int = 0  # publishes the broker refused (PUBACK reason code >= 0x80, e.g. an ACL)
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ def read_health(path: Path) -> HealthRecord:
             raise ValueError(
                 f"field {name} is {json.dumps(value)[:40]}, not {' or '.join(_KIND[t] for t in types)}"
             )
+    denied = raw.get("publishes_denied", 0)  # optional: records of older daemons have none
     return HealthRecord(
         name=raw["name"],
         pid=raw["pid"],
@@ -78,6 +80,7 @@ def read_health(path: Path) -> HealthRecord:
         ready=raw["ready"],
         broker=raw["broker"],
         redis=raw.get("redis"),
+        publishes_denied=denied if isinstance(denied, int) and not isinstance(denied, bool) else 0,
     )
 
 
@@ -100,6 +103,8 @@ def check_health(path: Path, *, max_age_s: float, need_ready: bool, now: float) 
     parts = [f"broker {'up' if record.broker else 'down'}"]
     if record.redis is not None:
         parts.append(f"redis {'up' if record.redis else 'down'}")
+    if record.publishes_denied:
+        parts.append(f"{record.publishes_denied} publishes denied by the broker")
     detail = ", ".join(parts)
     if need_ready and not record.ready:
         return HealthCheck(False, f"not ready: {record.name} ({detail}, {age:.1f} s ago)")

@@ -15,6 +15,8 @@ from edgeoff.ids import Id
 
 __all__ = [
     "DOWN_MODEL",
+    "ERROR_BUSY",
+    "ERROR_STORE",
     "MAX_ERROR_CHARS",
     "MAX_TASK_OUTPUT_BYTES",
     "MAX_TASK_PAYLOAD_BYTES",
@@ -35,6 +37,10 @@ MAX_ERROR_CHARS = 500  # an error is a one-line reason, not a traceback
 MAX_NAME_CHARS = 128  # app, task and model names
 # `model` of the prediction a worker publishes while its failure detector suspects the site (availability 0)
 DOWN_MODEL = "detector:down"
+# `error` of the result a site answers at once, without running the task: its queue is full, or it cannot
+# reach Redis to claim the task. The agent falls back at once, with this as the reason.
+ERROR_BUSY = "busy"
+ERROR_STORE = "store unavailable"
 
 HandlerName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")]
 Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS)]
@@ -87,6 +93,9 @@ class TaskRequest(_Message):
     handler: HandlerName | None = None
     payload: Annotated[bytes, Field(max_length=MAX_TASK_PAYLOAD_BYTES)] | None = None
     deadline_s: Annotated[float, Field(gt=0)]
+    # wall clock (epoch seconds) after which the agent no longer waits for this attempt: a site drops the
+    # request unrun when it would start it later (None: no expiry, as from an older agent)
+    expires_at: NonNegative | None = None
 
 
 class TaskResult(_Message):

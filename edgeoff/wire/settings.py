@@ -47,11 +47,15 @@ class BrokerSettings(_Section):
     password_file: Path | None = None  # a secret mounted as a file wins over `password`
     keepalive_s: Annotated[int, Field(ge=1, le=65535)] = 5  # whole seconds (MQTT); detection uses heartbeats
     tls: TlsSettings = TlsSettings()
-    reconnect_min_s: Seconds = 0.1  # first backoff ceiling after a lost connection
-    reconnect_max_s: Seconds = 30.0  # cap of the exponential backoff (full jitter below it)
+    reconnect_min_s: Seconds = 0.1  # first backoff ceiling after a lost connection (first retry within it)
+    # cap of the exponential backoff (full jitter below it): a LAN broker restart must cost seconds, not a
+    # minute; refused connects fail at once, so the exponent grows quickly while the broker is down
+    reconnect_max_s: Seconds = 2.0
     connect_timeout_s: Seconds = 5.0
     # messages waiting for the daemon's thread; more are dropped
     inbox_size: Annotated[int, Field(ge=1)] = 10_000
+    inbox_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024 * 1024  # payload bytes waiting; more: dropped
+    max_inflight: Annotated[int, Field(ge=1, le=65535)] = 200  # QoS 1 publishes awaiting their PUBACK
 
     @model_validator(mode="after")
     def _backoff_ordered(self) -> BrokerSettings:
@@ -71,10 +75,13 @@ class BrokerSettings(_Section):
 
 class RedisSettings(_Section):
     url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")  # may carry a password: never logged
-    socket_timeout_s: Seconds = 2.0
-    retries: Annotated[int, Field(ge=0)] = 5  # per command, with full-jitter exponential backoff
+    # a call fails after about (retries + 1) x socket_timeout_s when Redis hangs, at once when it refuses
+    # connections: a site then answers "store unavailable" instead of making the agent wait
+    socket_timeout_s: Seconds = 1.0
+    retries: Annotated[int, Field(ge=0)] = 2  # per command, with full-jitter exponential backoff
     backoff_base_s: Seconds = 0.05
-    backoff_cap_s: Seconds = 2.0
+    backoff_cap_s: Seconds = 0.25
+    retention_s: Seconds = 600.0  # task claims, fences and results expire after this (read within seconds)
 
 
 class DaemonSettings(BaseSettings):

@@ -155,25 +155,36 @@ def redis_server(tmp_path: Path) -> Iterator[Server]:
         str(tmp_path),
     ]
     log = (tmp_path / "redis.log").open("wb")
-    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
     client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.2)
 
-    def pong() -> bool:
-        if proc.poll() is not None:
-            return True
-        try:
-            return bool(client.ping())
-        except redis.RedisError:
-            return False
+    def launch() -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
 
-    try:
+        def pong() -> bool:
+            if proc.poll() is not None:
+                return True
+            try:
+                return bool(client.ping())
+            except redis.RedisError:
+                return False
+
         wait_for(pong, START_TIMEOUT_S, "redis-server to answer PING")
         if proc.poll() is not None:
             pytest.fail(f"redis-server exited with {proc.returncode}: {(tmp_path / 'redis.log').read_text()}")
-        yield Server("127.0.0.1", port, proc)
+        return proc
+
+    server = Server("127.0.0.1", port, launch())
+
+    def restart() -> None:
+        _terminate(server.proc)
+        server.proc = launch()
+
+    server.restart = restart
+    try:
+        yield server
     finally:
         client.close()
-        _terminate(proc)
+        _terminate(server.proc)
         log.close()
 
 

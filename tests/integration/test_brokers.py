@@ -703,7 +703,7 @@ def test_redis_requires_the_password_and_appends_to_its_aof(tmp_path: Path, secr
         assert authed.ping()
         assert authed.config_get("appendonly") == {"appendonly": "yes"}
         assert authed.config_get("appendfsync") == {"appendfsync": "everysec"}
-        assert authed.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+        assert authed.config_get("maxmemory-policy") == {"maxmemory-policy": "volatile-lru"}
         assert authed.config_get("protected-mode") == {"protected-mode": "yes"}
         # A write reaches the AOF (written before the reply's event loop turn, fsynced within a second)
         # and survives a SIGKILL of Redis.

@@ -425,7 +425,8 @@ def test_a_burst_of_duplicated_zero_cost_tasks_runs_each_once_in_order(
     start_site: StartSite, observer: Callable[..., Observer], store: TaskStore
 ) -> None:
     obs = observer(RESULTS, topics.site_topic("ed", "status"))
-    start_site("ed", env={"EDGEOFF_SITE_EXECUTION_SCALE": "0"})
+    # a queue long enough for the whole burst (the default answers "busy" beyond 8 waiting requests)
+    start_site("ed", env={"EDGEOFF_SITE_EXECUTION_SCALE": "0", "EDGEOFF_SITE_MAX_QUEUED_TASKS": "200"})
     obs.wait(lambda o: online(o, "ed"), 15, "ed online")
     tasks_topic = topics.site_topic("ed", "tasks")
     ids = [f"burst-{n}" for n in range(60)]

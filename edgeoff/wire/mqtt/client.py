@@ -28,19 +28,18 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from edgeoff.wire.mqtt.callbacks import MAX_TRACKED_TOPICS, Callbacks
 from edgeoff.wire.mqtt.events import (
-    Connected,
     Counters,
-    Disconnected,
     EventSink,
-    Message,
+    FastPath,
     Will,
     backoff_delay,
 )
@@ -53,27 +52,10 @@ log = logging.getLogger(__name__)
 
 DISCONNECT_NORMAL = 0  # MQTT v5 reason code: the broker discards the Last Will
 DISCONNECT_WITH_WILL = 4  # MQTT v5 reason code "Disconnect with Will Message": the broker publishes it
-SUBACK_FAILURE = 0x80  # SUBACK reason codes from 0x80 up are refusals
 LOOP_JOIN_TIMEOUT_S = 5.0  # paho's loop thread ends within one select() timeout (1 s) of the link dropping
 
 
-def _guarded(name: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    """Wrap a paho callback so that it can never raise into paho's network thread."""
-
-    def wrap(fn: Callable[..., None]) -> Callable[..., None]:
-        def guarded(self: MqttClient, *args: Any) -> None:
-            try:
-                fn(self, *args)
-            except Exception:
-                self.counters.incr("callback_errors")
-                log.exception("MQTT %s callback failed (ignored, network thread kept alive)", name)
-
-        return guarded
-
-    return wrap
-
-
-class MqttClient(InlineLoop):
+class MqttClient(Callbacks, InlineLoop):
     """One MQTT v5 connection that keeps itself connected; events go to `inbox`."""
 
     def __init__(
@@ -86,6 +68,8 @@ class MqttClient(InlineLoop):
         max_message_bytes: int | None = None,
         rng: random.Random | None = None,
         inline_loop: bool = False,
+        fast_path: FastPath | None = None,
+        session_expiry_s: int = 0,
     ) -> None:
         self.settings = settings
         self.client_id = client_id
@@ -111,6 +95,14 @@ class MqttClient(InlineLoop):
         self._next_attempt_at: float | None = None  # inline mode: when poll() may connect (None: not now)
         self._wake_r: socket.socket | None = None  # inline mode: wake() writes here to interrupt poll()
         self._wake_w: socket.socket | None = None
+        # fast_path: the network thread offers every message to it first (see FastPath)
+        self._fast_path = fast_path
+        # > 0: a persistent session (clean_start False, kept this long by the broker while disconnected), so
+        # the QoS 1 messages sent to us while we reconnect wait for us instead of being dropped
+        self._session_expiry_s = session_expiry_s
+        self._inbox_bytes = settings.inbox_bytes
+        self._published_topics: dict[int, str] = {}  # mid -> topic of unacknowledged QoS > 0 publishes
+        self._denied_topics: set[str] = set()  # topics whose refusal was logged already
         self._client = self._make_client()
 
     # ------------------------------------------------------------------ lifecycle
@@ -124,6 +116,7 @@ class MqttClient(InlineLoop):
         )
         client.suppress_exceptions = True  # second line of defence behind _guarded
         client.connect_timeout = self.settings.connect_timeout_s
+        client.max_inflight_messages_set(self.settings.max_inflight)
         if self.settings.username is not None:
             client.username_pw_set(self.settings.username, self.settings.secret_password())
         tls = self.settings.tls
@@ -240,7 +233,11 @@ class MqttClient(InlineLoop):
             self._client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
         try:
             self._client.connect(
-                self.settings.host, self.settings.port, keepalive=self.settings.keepalive_s, clean_start=True
+                self.settings.host,
+                self.settings.port,
+                keepalive=self.settings.keepalive_s,
+                clean_start=self._session_expiry_s <= 0,
+                properties=self._connect_properties(),
             )
         except (OSError, ValueError) as exc:
             self.counters.incr("connect_failures")
@@ -253,6 +250,13 @@ class MqttClient(InlineLoop):
             )
             return False
         return True
+
+    def _connect_properties(self) -> Properties | None:
+        if self._session_expiry_s <= 0:
+            return None
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.SessionExpiryInterval = self._session_expiry_s
+        return properties
 
     def _run_until_link_down(self) -> None:
         stop_deadline: float | None = None
@@ -284,6 +288,10 @@ class MqttClient(InlineLoop):
                 self.counters.incr("out_dropped.not_connected")
                 return None
             info = self._client.publish(topic, payload, qos=qos, retain=retain)
+            if qos > 0 and info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+                if len(self._published_topics) >= MAX_TRACKED_TOPICS:
+                    self._published_topics.clear()  # acknowledgements lost with a connection
+                self._published_topics[info.mid] = topic
             unwritten = self.inline_loop and self._client.want_write()
         if unwritten:  # the socket did not take it all (or another thread published): poll() finishes it
             self.wake()
@@ -292,75 +300,3 @@ class MqttClient(InlineLoop):
             return None
         self.counters.incr("out")
         return info
-
-    # ------------------------------------------------------------------ paho callbacks (network thread)
-
-    @_guarded("on_connect")
-    def _on_connect(
-        self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any
-    ) -> None:
-        code = int(getattr(reason_code, "value", reason_code))
-        if code != 0:
-            self.counters.incr("connect_refused")
-            log.warning("MQTT %s: broker refused the connection: %s", self.client_id, reason_code)
-            self._inbox.put_nowait(Disconnected(reason_code=code))
-            return
-        self._accepted = True
-        self.counters.incr("connects")
-        _disable_nagle(client)
-        self.connected.set()  # before the snapshot: a concurrent subscribe() is made twice, never zero times
-        for topic, qos in tuple(self._subscriptions.items()):
-            client.subscribe(topic, qos=qos)
-        self._inbox.put_nowait(Connected(will=self._will))
-
-    @_guarded("on_disconnect")
-    def _on_disconnect(
-        self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any
-    ) -> None:
-        self.connected.clear()
-        self._link_down.set()
-        self.counters.incr("disconnects")
-        self._inbox.put_nowait(Disconnected(reason_code=int(getattr(reason_code, "value", reason_code))))
-
-    @_guarded("on_message")
-    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
-        self.counters.incr("in")
-        payload = bytes(message.payload)
-        if self._max_message_bytes is not None and len(payload) > self._max_message_bytes:
-            self.counters.incr("in_dropped.oversized")
-            log.warning(
-                "MQTT %s: dropped a message on %.80s: oversized (%d bytes)",
-                self.client_id,
-                message.topic,
-                len(payload),
-            )
-            return
-        if self._inbox.qsize() >= self._inbox_limit:
-            self.counters.incr("in_dropped.inbox_full")
-            log.warning("MQTT %s: dropped a message on %.80s: inbox full", self.client_id, message.topic)
-            return
-        self._inbox.put_nowait(
-            Message(topic=message.topic, payload=payload, qos=int(message.qos), retain=bool(message.retain))
-        )
-
-    @_guarded("on_publish")
-    def _on_publish(
-        self, client: paho.Client, userdata: Any, mid: int, reason_code: Any, properties: Any
-    ) -> None:
-        self.counters.incr("out_acked")
-
-    @_guarded("on_subscribe")
-    def _on_subscribe(
-        self, client: paho.Client, userdata: Any, mid: int, reason_codes: Any, properties: Any
-    ) -> None:
-        if any(int(getattr(rc, "value", rc)) >= SUBACK_FAILURE for rc in reason_codes):
-            self.counters.incr("subscribe_refused")
-            log.error("MQTT %s: broker refused a subscription: %s", self.client_id, reason_codes)
-
-
-def _disable_nagle(client: paho.Client) -> None:
-    """Send small packets at once: with Nagle's algorithm and delayed ACKs every MQTT hop waits ~40 ms
-    (paho never sets TCP_NODELAY); measured by benchmarks/dispatch.py: round trip p50 88 ms -> 1.4 ms."""
-    sock = client.socket()
-    if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

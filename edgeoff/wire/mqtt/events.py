@@ -7,12 +7,14 @@ daemon exports as metrics; `backoff_delay` is the reconnect delay.
 
 from __future__ import annotations
 
+import queue
 import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 import paho.mqtt.client as paho
 
@@ -21,6 +23,8 @@ __all__ = [
     "Counters",
     "Disconnected",
     "EventSink",
+    "FastPath",
+    "Inbox",
     "Message",
     "MqttEvent",
     "Will",
@@ -55,12 +59,14 @@ class Disconnected:
 
 @dataclass(frozen=True)
 class Message:
-    """An incoming PUBLISH; `payload` is untrusted."""
+    """An incoming PUBLISH; `payload` is untrusted; `received_at`: monotonic clock (s) when it arrived,
+    stamped on the network thread, so a daemon that was busy still sees when a heartbeat came."""
 
     topic: str
     payload: bytes
     qos: int
     retain: bool
+    received_at: float = 0.0
 
 
 MqttEvent = Connected | Disconnected | Message
@@ -72,6 +78,33 @@ class EventSink(Protocol):
     def put_nowait(self, item: MqttEvent, /) -> None: ...
 
     def qsize(self) -> int: ...
+
+
+T = TypeVar("T")
+
+# A handler the network thread calls for every message before the inbox: (topic, payload, arrival) -> True
+# when it took the message. It must be as cheap as a dict assignment and never block (the heartbeat path).
+FastPath = Callable[[str, bytes, float], bool]
+
+
+class Inbox(queue.Queue[T]):
+    """A `queue.Queue` that also counts the payload bytes of the messages waiting in it (`nbytes`), so the
+    MQTT client can bound the inbox in bytes as well as in messages."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.nbytes = 0
+
+    def _put(self, item: Any) -> None:  # called under the queue's mutex
+        if isinstance(item, Message):
+            self.nbytes += len(item.payload)
+        super()._put(item)
+
+    def _get(self) -> Any:
+        item = super()._get()
+        if isinstance(item, Message):
+            self.nbytes -= len(item.payload)
+        return item
 
 
 class Counters:
