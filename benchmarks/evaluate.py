@@ -31,7 +31,7 @@ def main() -> None:
     args = parser.parse_args()
     scenario = default_scenario()
     datasets = tuple(scenario.datasets)
-    setting = Setting(scenario.simulation.trace_hours_per_app, scenario.detection.detection_s)
+    setting = Setting(scenario.simulation.time_compression, scenario.detection.detection_s)
     config = ExperimentConfig(datasets, PAPER_ENGINES, (setting,), args.apps, args.reps, 0, args.workers)
     started = time.perf_counter()
     traces = load_traces(scenario, datasets, None)

@@ -18,7 +18,7 @@ import numpy as np
 
 from edgeoff.baselines import KubeHybridSettings
 from edgeoff.engines import get_engine
-from edgeoff.evaluation.experiment import _behaviours, fit_forecasts, load_traces
+from edgeoff.evaluation.experiment import behaviours, fit_forecasts, load_traces
 from edgeoff.evaluation.simulator import Group, simulate_groups
 from edgeoff.scenario import default_scenario
 
@@ -42,7 +42,7 @@ def main() -> None:
     traces = load_traces(scenario, datasets, None)
     forecasts = fit_forecasts(traces, scenario.simulation.prediction_window_h)
     groups = [
-        Group(_behaviours(scenario, d, traces, forecasts), (TUNING_SEED, i)) for i, d in enumerate(datasets)
+        Group(behaviours(scenario, d, traces, forecasts), (TUNING_SEED, i)) for i, d in enumerate(datasets)
     ]
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()

@@ -8,8 +8,9 @@ weighted sum of min-max normalised criteria, each in [0, 1] with 1 best:
 - free resources: the site's MIPS relative to the largest (Kubernetes' LeastAllocated on an idle cluster),
 - availability estimated from MTBF: MTBF / (MTBF + MTTR), the steady-state availability.
 
-Recovery is reactive (see the simulator): after a failure the task resumes on the next-best site from its last
-checkpoint (or is re-computed locally when the phone is next), and every offloaded task pays for checkpoints.
+Recovery is reactive (see edgeoff/evaluation/lockstep.py): after a failure the task resumes on the next-best
+site from its last checkpoint (taken every `checkpoint_interval_s` of execution), or is re-computed locally
+when the phone is next, and every offloaded task pays for writing checkpoints.
 """
 
 from __future__ import annotations
@@ -27,18 +28,22 @@ __all__ = ["KubeHybridSettings", "kubehybrid_scores"]
 class KubeHybridSettings:
     """Score weights (they sum to 1) and the cost of check-pointing.
 
-    The weights are the best of four candidates on a tuning seed (benchmarks/tune.py), the same effort the
-    MDP engines' discount got; the untuned 0.4/0.3/0.1/0.2 had 11 % longer response times.
+    The weights are the best of four candidates on a tuning seed (benchmarks/tune.py,
+    docs/evaluation/tune.log), the same effort the MDP engines' discount got: even weights, 724.8 s per
+    1000 apps against 725.4 s for the untuned 0.4/0.3/0.1/0.2 and 732.4 s for the availability-heavy
+    0.3/0.2/0/0.5 that won before the model knew the detector.
     """
 
-    response_time_weight: float = 0.3
-    energy_weight: float = 0.2
-    resources_weight: float = 0.0
-    availability_weight: float = 0.5
+    response_time_weight: float = 0.25
+    energy_weight: float = 0.25
+    resources_weight: float = 0.25
+    availability_weight: float = 0.25
     # Writing checkpoints slows an offloaded task's execution by this fraction (periodic state snapshots).
     checkpoint_overhead: float = 0.05
     # Seconds to restore the last checkpoint on another site after a failure (phone idle meanwhile).
     restore_s: float = 0.1
+    # Model seconds of execution between two checkpoints: a failure loses at most this much work.
+    checkpoint_interval_s: float = 0.02
 
 
 def _benefit(x: np.ndarray, feasible: np.ndarray) -> np.ndarray:

@@ -20,7 +20,14 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["p_up_after", "sample_sojourn", "sample_state_after", "stays_up", "steady_state"]
+__all__ = [
+    "p_up_after",
+    "sample_sojourn",
+    "sample_state_after",
+    "stays_up",
+    "stays_up_given_window",
+    "steady_state",
+]
 
 
 def steady_state(mean_up: ArrayLike, mean_down: ArrayLike) -> np.ndarray:
@@ -66,4 +73,21 @@ def sample_sojourn(
     while down, by inversion of uniforms in [0, 1) (so common random numbers stay aligned)."""
     mean = np.where(up_now, np.asarray(mean_up, dtype=float), np.asarray(mean_down, dtype=float))
     out: np.ndarray = -mean * np.log1p(-uniform)
+    return out
+
+
+def stays_up_given_window(availability: ArrayLike, mean_down: ArrayLike, d: ArrayLike) -> np.ndarray:
+    """P(no failure during the next `d` | up now) when a forecaster says the site is up a share
+    `availability` of the coming window (a share of time, in [0, 1]).
+
+    The mapping from a window forecast to the decision's time scale: keep the site's repair time
+    `mean_down` (its node's MTTR) and solve π = mean_up / (mean_up + mean_down) for the failure time the
+    forecast implies, mean_up = mean_down A / (1 - A); then e^{-d / mean_up} = e^{-d (1 - A) / (A mean_down)}.
+    A forecast of 1 (or a site that never stays down) gives 1, a forecast of 0 gives 0.
+    """
+    a = np.clip(np.asarray(availability, dtype=float), 0.0, 1.0)
+    down = np.asarray(mean_down, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.where((a >= 1.0) | (down <= 0), 0.0, (1.0 - a) / (np.maximum(a, 1e-300) * down))
+        out: np.ndarray = np.where(a <= 0.0, 0.0, np.exp(-rate * np.asarray(d, dtype=float)))
     return out

@@ -25,10 +25,12 @@ from edgeoff.scenario import Decision
 __all__ = [
     "INFEASIBLE_REWARD",
     "Policy",
+    "ResultDeadline",
     "build_rewards",
     "build_transitions",
     "is_feasible_value",
     "next_action",
+    "next_actions",
     "solve",
 ]
 
@@ -102,11 +104,38 @@ def solve(
     return Policy(policy=solution.policy, q=solution.q)
 
 
+def next_actions(q: np.ndarray, excluded: np.ndarray) -> np.ndarray:
+    """Algorithm 2, one step for N tasks: the best action of each row of values q (N, A) (higher is better)
+    not yet excluded (N, A) bool; ties go to the lowest site index; -1 where every action is excluded."""
+    masked = np.where(excluded, -np.inf, q)
+    best: np.ndarray = np.argmax(masked, axis=1)
+    return np.where(excluded.all(axis=1), -1, best)
+
+
 def next_action(q_row: np.ndarray, excluded: np.ndarray) -> int:
-    """Algorithm 2, one step: the best action of a state's Q-values (A,) not yet excluded (A,) bool.
+    """Algorithm 2, one step: :func:`next_actions` for one state's values (A,) and exclusions (A,).
 
     Raises NoFeasibleSolutionError when every action is excluded (Q is empty).
     """
-    if bool(np.all(excluded)):
+    action = int(next_actions(np.asarray(q_row)[None, :], np.asarray(excluded)[None, :])[0])
+    if action < 0:
         raise NoFeasibleSolutionError("no feasible solution: every site failed or cannot host the task")
-    return int(np.argmax(np.where(excluded, -np.inf, q_row)))
+    return action
+
+
+@dataclass(frozen=True)
+class ResultDeadline:
+    """How long the agent waits for a remote attempt's result when no verdict comes (a failure shorter
+    than the detector's delay loses the task silently): `factor` x the attempt's expected time, plus
+    `margin_s` wall seconds (broker and Redis round trips)."""
+
+    factor: float = 3.0
+    margin_s: float = 0.5
+
+    def wall_s(self, expected_s: float | np.ndarray, time_scale: float) -> float | np.ndarray:
+        """Wall seconds from sending the request; `expected_s` in model seconds."""
+        return self.factor * expected_s * time_scale + self.margin_s
+
+    def model_s(self, expected_s: float | np.ndarray, time_scale: float = 1.0) -> float | np.ndarray:
+        """The same deadline in model seconds."""
+        return self.factor * expected_s + self.margin_s / time_scale

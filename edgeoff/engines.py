@@ -1,26 +1,28 @@
 """The decision engines, as data: where availability comes from, how sites are ranked, how failures recover.
 
-- `mdp-svr` (proposed): availability forecast by SVR from past windows; MDP policy iteration; on a failure the
-  next-best action of Q (Algorithm 2).
-- `efpo` (the prototype's comparison engine): failure probability 1 - exp(-t/MTBF) with t the trace time of an
-  application run, local re-execution after a failure; the prototype's discount was 0.96, here it shares the
-  scenario's tuned discount with the other MDP engines (benchmarks/tune.py).
-- `kubehybrid` (the paper's baseline): greedy weighted score with MTBF availability; reactive recovery by
-  check-pointing (resume on the next-best site) and local re-computation.
-- `mdp-selected`: the same MDP fed by the forecaster selected per site on its training backtest (never one
-  that lost to a naive forecaster; see edgeoff.forecasting.select_forecaster).
-- `mdp-reactive` (lower bound of prediction): the same MDP with every site assumed available; it learns of a
-  failure only by hitting it (Algorithm 2).
-- `mdp-oracle` (upper bound): the same MDP knowing each site's true state at decision time.
+Every engine sees the failure detector's view (a site known down is never chosen; edgeoff.knowledge) and
+adds its own availability input, at the time scale of the task it decides (edgeoff.knowledge.engine_input):
+
+- `mdp-svr` (proposed): the SVR's window forecast, mapped through the site's chain to the probability of
+  staying up for this task; MDP policy iteration; on a failure the next-best action of Q (Algorithm 2).
+- `efpo` (the prototype's comparison engine): failure probability 1 - exp(-t/MTBF) with t the task's time
+  at risk; local re-execution after a failure; the scenario's tuned discount (benchmarks/tune.py).
+- `kubehybrid` (the paper's baseline): greedy weighted score with MTBF steady-state availability, plus the
+  detector (a Kubernetes scheduler sees NotReady nodes); reactive recovery by check-pointing (resume on the
+  next-best site from the last checkpoint) and local re-computation.
+- `mdp-selected`: the MDP fed by the forecaster selected per site on its training backtest (never one that
+  lost to a naive forecaster; see edgeoff.forecasting.select_forecaster).
+- `mdp-reactive` (no prediction): the MDP on the detector alone: every site not known down is assumed up.
+- `mdp-oracle` (upper bound): the MDP knowing each site's true state at decision time (not the future).
 - `mdp-belief`: the same MDP fed by the probability that each site stays up for the task given the detector's
   last observation and the time since, from its two-state chain (edgeoff.forecasting.belief).
 - `dag-<source>` (`dag-svr`, `dag-selected`, `dag-belief`, `dag-reactive`, `dag-oracle`): the DAG-aware
   MDP over an application's tasks (edgeoff.dag), planned once per application with the availability
   source of `mdp-<source>`; Algorithm 2 follows its fallback chain.
 
-The engines of issue 9 (`mdp-belief`, `dag-*`) are in ISSUE_9_ENGINES: `get_engine` knows them (the live
-agent runs `dag-selected`), `ENGINES` (what `--engines all` runs offline) takes them in once the simulator
-runs them.
+`mdp-belief` runs offline (in `ENGINES`, what `--engines all` runs). The DAG-aware engines (`dag-*`) are
+in ISSUE_9_ENGINES: `get_engine` knows them and the live agent runs them (`dag-selected`); the offline
+simulator does not run them yet (its lockstep loop decides task by task).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from edgeoff.errors import EvaluationError
 __all__ = ["DAG_SOURCES", "ENGINES", "ISSUE_9_ENGINES", "PAPER_ENGINES", "Engine", "get_engine"]
 
 AvailabilitySource = Literal[
-    "svr", "selected", "mtbf-reliability", "mtbf-steady-state", "assume-up", "oracle", "belief"
+    "svr", "selected", "mtbf-reliability", "mtbf-steady-state", "detector", "oracle", "belief"
 ]
 Ranking = Literal["mdp", "score", "dag"]
 Recovery = Literal["next-best", "local", "checkpoint"]
@@ -66,22 +68,27 @@ ENGINES: dict[str, Engine] = {
             "next-best",
             description="MDP on the per-site selected forecaster",
         ),
-        Engine("mdp-reactive", "assume-up", "mdp", "next-best", description="MDP without prediction (bound)"),
+        Engine("mdp-reactive", "detector", "mdp", "next-best", description="MDP without prediction (bound)"),
         Engine("mdp-oracle", "oracle", "mdp", "next-best", description="MDP knowing the true state (bound)"),
+        Engine(
+            "mdp-belief",
+            "belief",
+            "mdp",
+            "next-best",
+            description="MDP on the chain's belief given the detector",
+        ),
     )
 }
 
 
 PAPER_ENGINES = ("mdp-svr", "kubehybrid", "efpo")  # the paper's comparison; the bounds are opt-in
 
-_BELIEF = Engine(
-    "mdp-belief", "belief", "mdp", "next-best", description="MDP on the chain's belief given the detector"
-)
+_BELIEF = ENGINES["mdp-belief"]
 DAG_SOURCES = ("svr", "selected", "belief", "reactive", "oracle")  # dag-<source> runs mdp-<source>'s input
 
 
 def _dag(source: str) -> Engine:
-    base = {**ENGINES, _BELIEF.name: _BELIEF}[f"mdp-{source}"]
+    base = ENGINES[f"mdp-{source}"]
     return replace(
         base,
         name=f"dag-{source}",
@@ -90,7 +97,7 @@ def _dag(source: str) -> Engine:
     )
 
 
-ISSUE_9_ENGINES: dict[str, Engine] = {_BELIEF.name: _BELIEF} | {f"dag-{s}": _dag(s) for s in DAG_SOURCES}
+ISSUE_9_ENGINES: dict[str, Engine] = {f"dag-{s}": _dag(s) for s in DAG_SOURCES}
 
 
 def get_engine(name: str) -> Engine:

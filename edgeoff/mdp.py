@@ -282,6 +282,13 @@ def policy_iteration_batch(
     n_problems, n_states, n_actions = R.shape
     shared = P.ndim == 3  # one model (A, S, S) for all problems
     policy: IntArray = R.argmax(axis=2)  # (N, S), greedy for V = 0
+    if discount == 0.0:  # no lookahead: Q = R exactly, and the greedy policy is stable after one round
+        return BatchSolution(
+            policy=policy,
+            values=np.take_along_axis(R, policy[:, :, None], axis=2)[:, :, 0],
+            q=R.copy(),
+            iterations=np.ones(n_problems, dtype=np.intp),
+        )
     values = np.empty((n_problems, n_states))
     q = np.empty((n_problems, n_states, n_actions))
     iterations = np.zeros(n_problems, dtype=np.intp)

@@ -23,6 +23,7 @@ from edgeoff.errors import ScenarioError
 from edgeoff.ids import Id
 
 __all__ = [
+    "DEFAULT_TIME_COMPRESSION",
     "DEPRECATED_KEYS",
     "SITE_TYPES",
     "App",
@@ -95,9 +96,27 @@ class Detector(_Model):
         return self.heartbeat_ms * self.missed_heartbeats / 1000.0
 
 
+DEFAULT_TIME_COMPRESSION = 3600.0  # trace seconds per wall second: one LANL hour per second
+
+
 class Simulation(_Model):
-    trace_hours_per_app: Positive = 1.0
+    """Time in the offline simulator and the live run (the same settings for both).
+
+    `time_compression`: trace seconds per wall second; the sites' failures (the LANL chains, in trace
+    time) advance this much faster than the tasks (in model seconds, one wall second each live at time
+    scale 1). `edgeoff up`, the site daemons' failure injection and the simulator all take it from here.
+    `think_s`: model seconds the phone waits between two application runs. `prediction_window_h`: the
+    trace hours of one availability window of the forecasters (one LANL day).
+    """
+
+    time_compression: Positive = DEFAULT_TIME_COMPRESSION
+    think_s: NonNegative = 0.0
     prediction_window_h: Positive = 24.0
+
+    @property
+    def trace_h_per_s(self) -> float:
+        """Trace hours per model second."""
+        return self.time_compression / 3600.0
 
 
 class Decision(_Model):

@@ -25,6 +25,7 @@ from edgeoff.errors import EdgeoffError
 COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("edgeoff.commands.evaluate", "run the paper's evaluation offline"),
     "traces": ("edgeoff.commands.traces", "LANL failure traces"),
+    "twin": ("edgeoff.commands.twin", "replay a live run through the offline simulator and compare"),
     "up": ("launcher.up.arguments", "run the live system locally (brokers, sites, prediction worker, agent)"),
     "status": ("edgeoff.commands.status", "live table of sites, workers and agents"),
     "health": ("edgeoff.commands.health", "check a daemon's health file (probes)"),

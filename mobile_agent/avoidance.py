@@ -22,7 +22,8 @@ __all__ = ["AvoidingView"]
 
 
 class AvoidingView(AgentView):
-    """An AgentView whose `usable()` and `availability()` also leave out the avoided sites."""
+    """An AgentView whose `usable()` also leaves out the avoided sites (so `known_down()`, and with it the
+    availability every engine decides on, edgeoff.knowledge, gives them 0)."""
 
     def __init__(self, scenario: Scenario, *, prior_availability: float = 1.0) -> None:
         super().__init__(scenario, prior_availability=prior_availability)
@@ -59,8 +60,3 @@ class AvoidingView(AgentView):
     def usable(self) -> np.ndarray:
         usable: np.ndarray = super().usable() & ~self.avoided()
         return usable
-
-    def availability(self, *, use_predictions: bool = True) -> np.ndarray:
-        out = super().availability(use_predictions=use_predictions)
-        out[self.avoided()] = 0.0
-        return out

@@ -42,6 +42,7 @@ import numpy as np
 from edgeoff.engines import get_engine
 from edgeoff.errors import EdgeoffError
 from edgeoff.files import check_output
+from edgeoff.knowledge import chain_means
 from edgeoff.ops import (
     EXIT_CONFIG,
     Operations,
@@ -51,6 +52,7 @@ from edgeoff.ops import (
 )
 from edgeoff.ops.logs import DropLog, RateLimitedLog
 from edgeoff.scenario import Scenario, load_scenario
+from edgeoff.traces import load_node_table
 from edgeoff.wire import topics
 from edgeoff.wire.messages import TaskResult
 from edgeoff.wire.mqtt import Inbox, MqttClient, MqttEvent
@@ -70,6 +72,7 @@ from mobile_agent.record import RunRecord, write_results
 from mobile_agent.remote import RemoteAttempts
 from mobile_agent.settings import AgentSettings
 from mobile_agent.tasks import TaskExecution
+from mobile_agent.twin_record import RunRecorder
 
 __all__ = [
     "EXIT_CONFIG",
@@ -161,6 +164,7 @@ class MobileAgent(TaskExecution, RemoteAttempts, EventPump, PolicyPublishing):
         self._refused: int | None = None
         self._application: DagApplication | None = None
         self.record = RunRecord()
+        self.recorder = RunRecorder()  # what `edgeoff twin` needs to replay a run (mobile_agent.twin_record)
 
     # ------------------------------------------------------------------ the run
 
@@ -228,6 +232,7 @@ class MobileAgent(TaskExecution, RemoteAttempts, EventPump, PolicyPublishing):
     def _run_app(self, run: int) -> None:
         self.record.apps_started += 1
         specs = sample_app_run(self.scenario, self.rng)
+        self.recorder.app_run(run, self.wall_clock(), specs)
         self._application = start_application(self.planner, specs, self.view)
         site_of: list[int] = []
         for spec in specs:
@@ -270,6 +275,7 @@ class MobileAgent(TaskExecution, RemoteAttempts, EventPump, PolicyPublishing):
             policy_versions=self._policy_version,
             time_scale=self.settings.time_scale,
             counters=self.counters.snapshot(),
+            twin=self.recorder.to_json(r.tasks, self.site_ids),
         )
         return record
 
@@ -297,6 +303,10 @@ def build_agent(settings: AgentSettings, stop: threading.Event, ops: Operations 
     """The agent for `settings`: scenario (an unknown dataset is a configuration error), engine, planner."""
     scenario = load_scenario(settings.scenario)
     scenario.dataset(settings.dataset)
+    table = load_node_table()
+    mean_up, mean_down = chain_means(
+        scenario, settings.dataset, {n: (t.mttf_h, t.mttr_h) for n, t in table.items()}
+    )
     planner = Planner(
         scenario,
         get_engine(settings.engine),
@@ -304,6 +314,10 @@ def build_agent(settings: AgentSettings, stop: threading.Event, ops: Operations 
             deadline_factor=settings.deadline_factor,
             deadline_margin_s=settings.deadline_margin_s,
             prior_availability=settings.prior_availability,
+            mean_up_h=mean_up,
+            mean_down_h=mean_down,
+            time_compression=settings.time_compression or scenario.simulation.time_compression,
+            time_scale=settings.time_scale,
         ),
     )
     # fail fast (no retries): the agent reads back, fences off and checks a new session in passing, and an

@@ -40,13 +40,14 @@ class DagApplication:
         costs = [planner.costs(spec) for spec in specs]  # each (1, S, S)
         time_s = np.concatenate([c.time_s for c in costs])[None]  # (1, T, S, S)
         energy_j = np.concatenate([c.energy_j for c in costs])[None]
-        availability = view.availability(use_predictions=planner.use_predictions)  # (S,), 0 if unusable
+        # per task, what the planner's engine would use from the phone (edgeoff.knowledge): (T, S)
+        availability = np.stack([planner.availability(spec, planner.mobile, view) for spec in specs])
         feasible = np.stack([planner.feasible(spec, view) for spec in specs])  # (T, S)
         self.mobile = planner.mobile
         self.plan: ApplicationPlan = plan_application(
             [spec.source for spec in specs],
             TaskCosts(time_s, energy_j),
-            availability[None, None, :],
+            availability[None],
             feasible[None],
             planner.model,
             planner.decision,

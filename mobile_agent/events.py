@@ -23,6 +23,7 @@ from mobile_agent.meter import Detection
 from mobile_agent.planner import Change, Planner
 from mobile_agent.record import RunRecord
 from mobile_agent.settings import AgentSettings
+from mobile_agent.twin_record import RunRecorder
 
 __all__ = ["REFUSED_CODES", "EventPump"]
 
@@ -47,6 +48,7 @@ class EventPump:
     clock: Callable[[], float]
     wall_clock: Callable[[], float]
     record: RunRecord
+    recorder: RunRecorder
     ops: Operations
     stop: threading.Event
     inbox: queue.Queue[MqttEvent]
@@ -155,6 +157,13 @@ class EventPump:
         self._count_ignored(change, site)
         if change in ("changed", "down", "up"):
             self._policy_dirty = True
+            i = self.site_ids.index(site)
+            self.recorder.site_view(
+                self.wall_clock(),
+                site,
+                known_down=bool(self.view.known_down()[i]),
+                forecast=float(self.view.forecasts()[i]),
+            )
         if change == "down":
             self.record.detections.append(Detection(site=site, ts=self.wall_clock(), how=how))
             log.warning("agent: site %s is down (%s)", site, how)

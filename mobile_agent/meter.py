@@ -1,9 +1,10 @@
 """The agent's measurements turned into the results record (pure: numbers in, a dict out).
 
 The daemon measures every phase of every task in wall seconds and divides by its time scale, so the meter
-sees model seconds. Energy is phase duration x the phone's power in that phase, with the cost model's
-powers (edgeoff.cost): upload by (from, to), execution by site (compute on the phone, idle while a site
-computes), download, and a failed attempt's wait for the failure verdict by the state it was sent from.
+sees model seconds. Energy follows the cost model's rules (edgeoff.cost), as the simulator's does: each
+phase at the phone's power in it (upload by (from, to), execution by site, download, a failed attempt's
+wait for the verdict by the state it was sent from), the active phases charged per task and the idle
+power once per DAG level of an application run (edgeoff.cost.level_energy_j).
 
 The record has the shape of :func:`edgeoff.evaluation.experiment.summarise` (one live run is one
 repetition of the offline experiment), with these meanings:
@@ -29,7 +30,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from edgeoff.cost import CostModel
+from edgeoff.cost import CostModel, level_energy_j
 from edgeoff.scenario import SITE_TYPES, Scenario
 
 __all__ = [
@@ -40,7 +41,9 @@ __all__ = [
     "TaskMeasurement",
     "detection_summary",
     "phase_energy_j",
+    "phase_is_active",
     "response_times_s",
+    "run_energy_j",
     "summarise_run",
     "task_energy_j",
     "task_time_s",
@@ -101,16 +104,26 @@ class Detection:
 
 def phase_energy_j(model: CostModel, phase: Phase) -> float:
     """The phone's energy (J) during one phase."""
-    match phase.kind:
-        case "upload":
-            power = float(model.upload_power_w[phase.src, phase.dst])
-        case "execute" | "checkpoint" | "restore":
-            power = float(model.execute_power_w[phase.dst])
-        case "download":
-            power = float(model.download_power_w)
-        case "detect":
-            power = float(model.failure_power_w[phase.src])
-    return phase.seconds * power
+    return phase.seconds * model.phase_power_w(phase.kind, phase.src, phase.dst)
+
+
+def phase_is_active(model: CostModel, phase: Phase) -> bool:
+    """Whether the phone works in this phase (sends, receives, computes) rather than idles."""
+    return model.phase_active(phase.kind, phase.src, phase.dst)
+
+
+def run_energy_j(model: CostModel, tasks: Sequence[TaskMeasurement]) -> float:
+    """The phone's energy of a run: active phases per task, idle once per level (edgeoff.cost, rule 6)."""
+    if not tasks:
+        return 0.0
+    runs = max(t.app_run for t in tasks) + 1
+    keys = np.array([t.level * runs + t.app_run for t in tasks])
+    times = np.array([task_time_s(t) for t in tasks])
+    active_s = np.array([sum(p.seconds for p in t.phases if phase_is_active(model, p)) for t in tasks])
+    active_j = np.array(
+        [sum(phase_energy_j(model, p) for p in t.phases if phase_is_active(model, p)) for t in tasks]
+    )
+    return level_energy_j(keys, times, active_s, active_j, model.idle_power_w)
 
 
 def task_time_s(task: TaskMeasurement) -> float:
@@ -150,7 +163,7 @@ def summarise_run(
     model = CostModel.from_scenario(scenario)
     rt = response_times_s(tasks)
     apps = int(rt.size)
-    energy = sum(task_energy_j(model, t) for t in tasks)
+    energy = run_energy_j(model, tasks)
     battery = (scenario.power.battery_j - energy) / scenario.power.battery_j * 100.0
     remote = [a for t in tasks for a in t.attempts if a.remote]
     failures = sum(1 for a in remote if not a.ok)

@@ -13,25 +13,30 @@ No clocks, no sockets: the daemon feeds decoded messages in and asks for decisio
 - :meth:`Planner.policy` recomputes the policy the agent publishes: per state the action, Q-values (or
   scores) and the availability vector used, for the workload's reference task (see :func:`reference_task`).
 
-Live, every engine takes availability from the prediction worker's latest prediction (a site without one
-gets `prior_availability`): `efpo`'s 1 - exp(-t/MTBF) and KubeHybrid's MTBF steady state are offline
-notions. `mdp-reactive` ignores predictions (every usable site is assumed up).
+The availability an engine decides on is the offline simulator's (edgeoff.knowledge, one implementation):
+its input for the task at hand (:func:`edgeoff.knowledge.engine_input`: the worker's window forecast, a site
+without one getting `prior_availability`, mapped through the site's chain to the probability of staying up
+for this task; efpo's e^{-t/MTBF}; KubeHybrid's steady state; 1 for mdp-reactive), then 0 for every site the
+agent knows is down, offline or `detector:down` (:func:`edgeoff.knowledge.usable_availability`). The
+sites' chains (MTTF, MTTR in trace hours) and the time compression come with the settings; without them a
+site never fails in the engines' eyes (the forecast is used as it is).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 
+from edgeoff import knowledge
 from edgeoff.baselines import KubeHybridSettings, kubehybrid_scores
 from edgeoff.cost import CostModel, TaskCosts
-from edgeoff.decision import is_feasible_value, next_action, solve
+from edgeoff.decision import ResultDeadline, is_feasible_value, next_action, solve
 from edgeoff.engines import Engine
 from edgeoff.errors import EvaluationError, NoFeasibleSolutionError
+from edgeoff.knowledge import chain_means
 from edgeoff.scenario import Decision, Scenario
-from edgeoff.wire.messages import DOWN_MODEL, Prediction, SiteProfile, SiteStatus
+from mobile_agent.view import AgentView, Change
 
 __all__ = [
     "LIVE_ENGINES",
@@ -43,6 +48,7 @@ __all__ = [
     "PolicySnapshot",
     "TaskPlan",
     "TaskSpec",
+    "chain_means",
     "expected_phases",
     "reference_task",
     "sample_app_run",
@@ -60,8 +66,6 @@ LIVE_ENGINES = (
     "dag-reactive",
 )
 
-Change = Literal["ignored", "unchanged", "changed", "down", "up"]
-
 
 @dataclass(frozen=True)
 class PlannerSettings:
@@ -72,6 +76,15 @@ class PlannerSettings:
     deadline_margin_s: float = 0.5  # wall seconds: broker and Redis round trips on a slow link
     prior_availability: float = 1.0  # a site without a prediction yet (no worker running): assumed up
     kubehybrid: KubeHybridSettings = field(default_factory=KubeHybridSettings)
+    # The sites' chains, (S,) trace hours (the phone: inf and 0); None: no site ever fails.
+    mean_up_h: tuple[float, ...] | None = None
+    mean_down_h: tuple[float, ...] | None = None
+    time_compression: float = 3600.0  # trace seconds per wall second (the scenario's)
+    time_scale: float = 1.0  # wall seconds per model second
+
+    @property
+    def deadline(self) -> ResultDeadline:
+        return ResultDeadline(self.deadline_factor, self.deadline_margin_s)
 
 
 @dataclass(frozen=True)
@@ -136,121 +149,12 @@ def reference_task(scenario: Scenario) -> TaskSpec:
 
 
 def expected_phases(model: CostModel, task: TaskSpec, src: int, dst: int) -> tuple[float, float, float]:
-    """Expected (upload, execute, download) seconds of `task` run on site `dst` with its input on `src`."""
-    upload = 0.0 if src == dst else task.input_kb / model.bandwidth_kbps[src, dst] + model.latency_s[src, dst]
-    execute = task.mi / model.mips[dst]
-    m = model.mobile
-    download = 0.0 if dst == m else task.output_kb / model.bandwidth_kbps[dst, m] + model.latency_s[dst, m]
-    return float(upload), float(execute), float(download)
-
-
-# ------------------------------------------------------------------------------------------- the view
-
-
-@dataclass
-class _SiteState:
-    session: int = -1
-    online: bool = False
-    profile: SiteProfile | None = None
-    prediction: Prediction | None = None
-
-    @property
-    def suspected(self) -> bool:
-        return self.prediction is not None and self.prediction.model == DOWN_MODEL
-
-    @property
-    def usable(self) -> bool:
-        return self.online and not self.suspected
-
-
-class AgentView:
-    """What the agent knows of every site of the scenario; the phone is always usable."""
-
-    def __init__(self, scenario: Scenario, *, prior_availability: float = 1.0) -> None:
-        self.site_ids = scenario.site_ids
-        self.mobile = scenario.mobile_index
-        self._scenario_memory = scenario.memory_gb
-        self._prior = prior_availability
-        self._sites = {sid: _SiteState() for i, sid in enumerate(self.site_ids) if i != self.mobile}
-
-    def apply_status(self, site: str, status: SiteStatus) -> Change:
-        """A retained or live status: `down`/`up` when the site's usability flips."""
-        state = self._sites.get(site)
-        if state is None or status.session < state.session:
-            return "ignored"  # unknown site, or a late will of an older session (Sparkplug's bdSeq rule)
-        before = state.usable
-        state.session = status.session
-        state.online = status.state == "online"
-        return _flip(before, state.usable)
-
-    def apply_profile(self, site: str, profile: SiteProfile) -> Change:
-        state = self._sites.get(site)
-        if state is None or profile.site != site:
-            return "ignored"
-        changed = state.profile != profile
-        state.profile = profile
-        return "changed" if changed else "unchanged"
-
-    def apply_prediction(self, site: str, prediction: Prediction) -> Change:
-        """A prediction: `down`/`up` when the detector's verdict flips usability, `changed` when the value
-        the engines use changes; an older version of the same worker epoch than the one held is ignored
-        (one of another epoch is news: a forged version cannot hide the worker's next epoch)."""
-        state = self._sites.get(site)
-        if state is None or prediction.site != site:
-            return "ignored"
-        old = state.prediction
-        if old is not None and prediction.epoch == old.epoch and prediction.version < old.version:
-            return "ignored"
-        before = state.usable
-        state.prediction = prediction
-        flip = _flip(before, state.usable)
-        if flip != "unchanged":
-            return flip
-        same = old is not None and (old.availability, old.model) == (
-            prediction.availability,
-            prediction.model,
-        )
-        return "unchanged" if same else "changed"
-
-    def usable(self) -> np.ndarray:
-        """(S,) bool: online and not suspected by the detector; the phone always."""
-        return np.array(
-            [i == self.mobile or self._sites[sid].usable for i, sid in enumerate(self.site_ids)], dtype=bool
-        )
-
-    def availability(self, *, use_predictions: bool = True) -> np.ndarray:
-        """(S,) availability the engines use: the prediction (or the prior), 0 for unusable sites."""
-        out = np.ones(len(self.site_ids))
-        for i, sid in enumerate(self.site_ids):
-            if i == self.mobile:
-                continue
-            state = self._sites[sid]
-            if not state.usable:
-                out[i] = 0.0
-            elif use_predictions:
-                out[i] = state.prediction.availability if state.prediction is not None else self._prior
-        return out
-
-    def memory_gb(self) -> np.ndarray:
-        """(S,) memory per site: the profile's when one was received, else the scenario's."""
-        out = self._scenario_memory.copy()
-        for i, sid in enumerate(self.site_ids):
-            state = self._sites.get(sid)
-            if state is not None and state.profile is not None:
-                out[i] = state.profile.memory_gb
-        return out
-
-    def prediction_versions(self) -> dict[str, int]:
-        return {sid: s.prediction.version for sid, s in self._sites.items() if s.prediction is not None}
-
-    def online_sites(self) -> tuple[str, ...]:
-        return tuple(sid for sid, s in self._sites.items() if s.online)
-
-
-def _flip(before: bool, after: bool) -> Change:
-    if before == after:
-        return "unchanged"
-    return "up" if after else "down"
+    """Expected (upload, execute, download) seconds of `task` run on site `dst` with its input on `src`
+    (edgeoff.cost's rules: the same numbers the simulator uses)."""
+    ph = model.phases(
+        np.array([task.mi]), np.array([task.input_kb]), np.array([task.output_kb]), np.array([src])
+    )
+    return float(ph.upload_s[0, dst]), float(ph.execute_s[0, dst]), float(ph.download_s[0, dst])
 
 
 # ------------------------------------------------------------------------------------------- decisions
@@ -347,11 +251,34 @@ class Planner:
         self.decision: Decision = scenario.decision
         if engine.discount is not None:
             self.decision = self.decision.model_copy(update={"discount": engine.discount})
-        self._reference = reference_task(scenario)
+        self.reference = reference_task(scenario)
 
-    @property
-    def use_predictions(self) -> bool:
-        return self.engine.availability != "assume-up"
+    def _chain(self) -> tuple[np.ndarray, np.ndarray]:
+        S = self.model.n_sites
+        # no chain given: unknown (NaN), the forecast is then used as it is (edgeoff.knowledge.engine_input)
+        up = np.full(S, np.nan) if self.settings.mean_up_h is None else np.array(self.settings.mean_up_h)
+        down = (
+            np.full(S, np.nan) if self.settings.mean_down_h is None else np.array(self.settings.mean_down_h)
+        )
+        up[self.mobile], down[self.mobile] = np.inf, 0.0
+        return up, down
+
+    def availability(self, task: TaskSpec, state: int, view: AgentView) -> np.ndarray:
+        """(S,) the availability the engine decides on for `task` from `state` (edgeoff.knowledge)."""
+        ph = self.model.phases(
+            np.array([task.mi]), np.array([task.input_kb]), np.array([task.output_kb]), np.array([state])
+        )
+        up, down = self._chain()
+        trace_h_per_s = self.settings.time_compression * self.settings.time_scale / 3600.0
+        engine_p = knowledge.engine_input(
+            self.engine.availability,
+            duration=ph.at_risk_s * trace_h_per_s,
+            mean_up=up,
+            mean_down=down,
+            forecast=view.forecasts()[None, :],
+        )
+        out: np.ndarray = knowledge.usable_availability(engine_p, view.known_down()[None, :])[0]
+        return out
 
     def costs(self, task: TaskSpec) -> TaskCosts:
         """Expected costs of `task` on every (from, to) pair: shape (1, S, S)."""
@@ -385,9 +312,7 @@ class Planner:
         """Rank the actions of `task` in `state` (Algorithm 1 with N = 1); raises NoFeasibleSolutionError."""
         feasible = self.feasible(task, view)
         if task.offloadable and feasible.any():
-            values = self._values(task, view.availability(use_predictions=self.use_predictions), feasible)[
-                state
-            ]
+            values = self._values(task, self.availability(task, state, view), feasible)[state]
         else:
             values = np.where(feasible, 0.0, -np.inf)
         return TaskPlan(
@@ -396,9 +321,9 @@ class Planner:
 
     def policy(self, view: AgentView) -> PolicySnapshot:
         """The policy in effect for the reference task (recomputed on every prediction or status change)."""
-        availability = view.availability(use_predictions=self.use_predictions)
+        availability = self.availability(self.reference, self.mobile, view)
         usable = view.usable()
-        values = self._values(self._reference, availability, usable)
+        values = self._values(self.reference, availability, usable)
         policy = np.argmax(np.where(usable[None, :], values, -np.inf), axis=1)
         return PolicySnapshot(policy=policy, values=values, availability=availability, usable=usable)
 
@@ -411,7 +336,7 @@ class Planner:
         factor x the attempt's expected time (cost model, scaled to wall time) + the margin.
         """
         expected = sum(self.expected_phases(task, src, dst))
-        return self.settings.deadline_factor * expected * time_scale + self.settings.deadline_margin_s
+        return float(self.settings.deadline.wall_s(expected, time_scale))
 
     def checkpoint_s(self, task: TaskSpec, site: int) -> float:
         """KubeHybrid's checkpoint-writing overhead of a remote execution (0 for other engines, the phone)."""

@@ -29,6 +29,8 @@ class AgentSettings(DaemonSettings, OpsSettings):
     duration_s: Annotated[float, Field(gt=0)] | None = None  # start no new application run after this
     seed: int | None = None  # workload RNG; None: fresh entropy
     time_scale: Annotated[float, Field(gt=0)] = 1.0  # wall seconds per model second of emulated work
+    # trace seconds per wall second of the sites' failures; None: the scenario's [simulation] setting
+    time_compression: Annotated[float, Field(gt=0)] | None = None
     deadline_factor: Annotated[float, Field(gt=0)] = 3.0  # result deadline: factor x expected time + margin
     deadline_margin_s: Annotated[float, Field(ge=0)] = 0.5  # added to every result deadline, s
     prior_availability: Annotated[float, Field(ge=0, le=1)] = 1.0  # a site without a prediction yet

@@ -67,7 +67,7 @@ class TaskExecution:
         phases: list[Phase] = []
         attempts: list[Attempt] = []
         self._check_store()  # the back-off after "store unavailable" may have passed: sites usable again
-        self._sample_decision()
+        self._sample_decision(spec, state)
         try:
             plan: TaskPlan
             if self._application is not None:
@@ -170,9 +170,9 @@ class TaskExecution:
         self._pump(start + model_s * self.settings.time_scale, lambda: False)
         return (self.clock() - start) / self.settings.time_scale
 
-    def _sample_decision(self) -> None:
+    def _sample_decision(self, spec: TaskSpec, state: int) -> None:
         usable = self.view.usable().astype(float)
-        availability = self.view.availability(use_predictions=self.planner.use_predictions)
+        availability = self.planner.availability(spec, state, self.view)
         r = self.record
         r.usable_sum = usable if r.usable_sum is None else r.usable_sum + usable
         r.availability_sum = availability if r.availability_sum is None else r.availability_sum + availability

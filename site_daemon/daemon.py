@@ -256,9 +256,8 @@ def _failures(settings: SiteSettings, scenario: Scenario) -> Iterator[Period] | 
         return None
     if settings.dataset is None:
         raise ScenarioError("--inject-failures needs --dataset (the dataset maps sites to LANL nodes)")
-    model = failure_model_for_site(
-        scenario, settings.dataset, settings.site, load_node_table(), settings.time_compression
-    )
+    compression = settings.time_compression or scenario.simulation.time_compression
+    model = failure_model_for_site(scenario, settings.dataset, settings.site, load_node_table(), compression)
     if model is None:
         raise ScenarioError(f"dataset {settings.dataset} does not map site {settings.site!r} to a LANL node")
     log.info(
@@ -266,7 +265,7 @@ def _failures(settings: SiteSettings, scenario: Scenario) -> Iterator[Period] | 
         settings.site,
         model.mean_up_s,
         model.mean_down_s,
-        settings.time_compression,
+        compression,
     )
     return periods(model, np.random.default_rng(settings.seed))
 

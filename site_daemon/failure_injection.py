@@ -15,12 +15,12 @@ from typing import Literal
 import numpy as np
 
 from edgeoff.errors import TraceError
-from edgeoff.scenario import Scenario
+from edgeoff.scenario import DEFAULT_TIME_COMPRESSION, Scenario
 from edgeoff.traces import NodeTrace
 
 __all__ = ["DEFAULT_TIME_COMPRESSION", "FailureModel", "Period", "failure_model_for_site", "periods"]
 
-DEFAULT_TIME_COMPRESSION = 3600.0  # one trace hour per wall second: a day of LANL history in 24 s
+# one trace hour per wall second: the scenario's [simulation] time_compression, shared with the simulator
 SECONDS_PER_HOUR = 3600.0
 
 

@@ -12,7 +12,6 @@ from pydantic_settings import SettingsConfigDict
 from edgeoff.ids import Id
 from edgeoff.ops import OpsSettings
 from edgeoff.wire.settings import DaemonSettings
-from site_daemon.failure_injection import DEFAULT_TIME_COMPRESSION
 
 __all__ = ["SiteSettings"]
 
@@ -26,7 +25,8 @@ class SiteSettings(DaemonSettings, OpsSettings):
     scenario: Path | None = None  # None: the paper's scenario
     dataset: str | None = None  # dataset configuration mapping sites to LANL nodes (failure injection)
     inject_failures: bool = False  # follow the node's Markov chain (needs dataset)
-    time_compression: Annotated[float, Field(gt=0)] = DEFAULT_TIME_COMPRESSION  # trace s per wall s
+    # trace seconds per wall second; None: the scenario's [simulation] time_compression (3600 by default)
+    time_compression: Annotated[float, Field(gt=0)] | None = None
     # How an injected failure looks from outside. "hang" (a node that lost power): silence (no heartbeats,
     # tasks swallowed) while the link seems alive; after 1.5 x keepalive, when Mosquitto would give up on a
     # silent client, the link drops and the will fires. The heartbeat detector has to notice first. "crash"

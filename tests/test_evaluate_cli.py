@@ -97,7 +97,7 @@ def test_malformed_scenario_file(tmp_path: Path, capsys: pytest.CaptureFixture[s
 def test_bounds_give_the_share_of_the_gap_closed(tmp_path: Path) -> None:
     out = tmp_path / "r"
     engines = "mdp-svr,mdp-reactive,mdp-oracle"
-    args = ["evaluate", "--out", str(out), "--engines", engines, "--trace-hours", "1", *SMALL]
+    args = ["evaluate", "--out", str(out), "--engines", engines, "--time-compression", "3600", *SMALL]
     assert main(args) == 0
     report = (out / "report.md").read_text()
     assert "reactive-to-oracle gap" in report
@@ -105,24 +105,39 @@ def test_bounds_give_the_share_of_the_gap_closed(tmp_path: Path) -> None:
     assert "Forecaster selected per node" in report
     data = _results(out)
     assert {row["node"] for row in data["forecaster_selection"]} >= {"7_1", "19_1", "3_0", "22_0"}
-    oracle = [r for r in data["results"] if r["engine"] == "mdp-oracle"]
-    assert all(r["failures_per_1000_apps"] == 0 for r in oracle)
+    by = {(r["dataset"], r["engine"]): r for r in data["results"]}
+    for dataset in ("DS1", "DS4"):  # the oracle fails only when a site fails while it holds a task
+        oracle, reactive = by[(dataset, "mdp-oracle")], by[(dataset, "mdp-reactive")]
+        assert oracle["failures_per_1000_apps"] <= reactive["failures_per_1000_apps"]
 
 
-def test_sensitivity_to_trace_time_and_detection_time(tmp_path: Path) -> None:
+def test_sensitivity_to_time_compression_and_detection_time(tmp_path: Path) -> None:
     out = tmp_path / "r"
-    args = ["evaluate", "--out", str(out), "--trace-hours", "1,0.1", "--detection-s", "1.5,0.3", *SMALL]
+    args = [
+        "evaluate",
+        "--out",
+        str(out),
+        "--time-compression",
+        "3600,360",
+        "--detection-s",
+        "1.5,0.3",
+        *SMALL,
+    ]
     assert main(args) == 0
     data = _results(out)
     labels = [s["label"] for s in data["config"]["settings"]]
-    assert labels == ["1 h/app, 1.5 s detection", "0.1 h/app, 1.5 s detection", "1 h/app, 0.3 s detection"]
+    assert labels == [
+        "time compression 3600, 1.5 s detection",
+        "time compression 360, 1.5 s detection",
+        "time compression 3600, 0.3 s detection",
+    ]
     by = {(r["dataset"], r["engine"], r["setting"]): r for r in data["results"]}
     slow, fast = by[("DS1", "kubehybrid", 0)], by[("DS1", "kubehybrid", 2)]
-    assert (
-        slow["failures_per_1000_apps"] == fast["failures_per_1000_apps"]
-    )  # same failures, cheaper to detect
-    if slow["failures_per_1000_apps"] > 0:
-        assert fast["rt_s"]["mean"] < slow["rt_s"]["mean"]
+    # the same failure paths: a faster detector turns some failed attempts into known-down sites
+    assert fast["failures_per_1000_apps"] <= slow["failures_per_1000_apps"]
+    # sites fail ten times less often per application at a tenth of the compression
+    slower_failures = by[("DS1", "kubehybrid", 1)]
+    assert slower_failures["failures_per_1000_apps"] <= slow["failures_per_1000_apps"]
     assert "Sensitivity" in (out / "report.md").read_text()
 
 
@@ -142,7 +157,10 @@ def _no_long_work(monkeypatch: pytest.MonkeyPatch) -> None:
         (["--seed", "-1"], "argument --seed: must be at least 0: '-1'"),
         (["--detection-s", "nan"], "argument --detection-s: seconds must be positive and finite: 'nan'"),
         (["--detection-s", "1.5,inf"], "must be positive and finite: '1.5,inf'"),
-        (["--trace-hours", "nan"], "argument --trace-hours: hours must be positive and finite"),
+        (
+            ["--time-compression", "nan"],
+            "argument --time-compression: trace seconds per wall second must be positive and finite",
+        ),
         (["--datasets", ","], "argument --datasets: no name in ','"),
         (["--engines", " , "], "argument --engines: no name in ' , '"),
     ],
@@ -231,11 +249,14 @@ def test_per_rep_gives_every_repetitions_values(tmp_path: Path) -> None:
 
 
 def test_the_default_sensitivity_section_has_a_detection_time_column(tmp_path: Path) -> None:
-    assert main(["evaluate", "--out", str(tmp_path / "r"), *SMALL]) == 0  # default: two trace times
+    assert main(["evaluate", "--out", str(tmp_path / "r"), *SMALL]) == 0  # default: two time compressions
     report = (tmp_path / "r" / "report.md").read_text()
-    assert "## Sensitivity: trace time per application run\n" in report
-    assert "| dataset | engine | trace h / app | detection (s) | RT (s) | failures / 1000 apps |" in report
-    assert re.search(r"^\| DS1 \| mdp-svr \| 0\.1 \| 1\.5 \| [0-9.]+ \| [0-9.]+ \|$", report, re.M)
+    assert "## Sensitivity: time compression\n" in report
+    header = (
+        "| dataset | engine | time compression | detection (s) | failures | RT (s) | failures / 1000 apps |"
+    )
+    assert header in report
+    assert re.search(r"^\| DS1 \| mdp-svr \| 360 \| 1\.5 \| markov \| [0-9.]+ \| [0-9.]+ \|$", report, re.M)
 
 
 def test_the_progress_names_the_job_being_simulated() -> None:

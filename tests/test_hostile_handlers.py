@@ -342,7 +342,7 @@ def test_the_agent_drops_or_uses_every_message_and_never_raises(
         assert dropped(agent.counters.snapshot()) - before == int(refused(decode, model, payload))
     # what was accepted feeds the engines: the policy, availability and memory arithmetic must hold
     snapshot = agent.planner.policy(agent.view)
-    assert all(math.isfinite(v) for v in agent.view.availability())
+    assert all(math.isfinite(v) for v in agent.view.forecasts())
     assert snapshot is not None
     assert (agent.view.memory_gb() > 0).all()
 

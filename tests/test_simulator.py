@@ -47,21 +47,20 @@ def test_same_seed_same_bytes_other_seed_other_results(engine: str) -> None:
 
 
 def test_sites_that_never_fail_cause_no_failures() -> None:
-    result = _run("mdp-svr", _sites(1e12, 1e-6))
+    result = _run("mdp-svr", _sites(1e12, 1e-6, forecast=1.0))
     assert result.failures.sum() == 0
     assert result.offload_attempts.sum() > 0
 
 
-def test_a_dead_site_costs_one_detection_per_application_then_is_avoided() -> None:
+def test_a_site_down_for_long_is_known_down_and_never_tried() -> None:
     sites = _sites(1e12, 1e-6, forecast=1.0)  # everything up and believed up ...
-    sites[ED] = SiteBehaviour(
-        1e-6, 1e12, {"svr": ConstantForecaster(1.0)}, np.ones(10)
-    )  # ... but ED is always down
+    sites[ED] = SiteBehaviour(1e-6, 1e12, {"svr": ConstantForecaster(1.0)}, np.ones(10))  # ... but ED
     result = _run("mdp-svr", sites)
     assert result.true_availability[:, ED].max() == 0.0
+    # the detector declared ED down long ago (its outage began before the run): the agent knows it
     assert result.placements[:, ED].sum() == 0
-    # Algorithm 2 learns within an application run: at most one failed attempt on ED per run
-    assert 0 < result.failures.max() <= 200
+    assert result.failures.sum() == 0
+    assert result.predicted_availability[:, ED].max() == 0.0
 
 
 def test_response_time_sums_the_slowest_task_of_each_dag_level() -> None:
@@ -82,37 +81,22 @@ def test_response_time_sums_the_slowest_task_of_each_dag_level() -> None:
     assert result.offload_attempts.sum() == 0
 
 
-def test_efpo_recovers_locally_after_one_failure() -> None:
-    sites = _sites(1e12, 1e-6, forecast=1.0)
-    for i in (ED, EC, ER, CD):
-        sites[i] = SiteBehaviour(1e-6, 1e12)  # all remote sites always down
-    result = _run("efpo", sites)
-    assert result.placements[:, MD].sum() == result.placements.sum()
-    assert (result.failures > 0).all()
-    assert result.offload_attempts.tolist() == result.failures.tolist()
-
-
 def test_unknown_engine() -> None:
     with pytest.raises(EvaluationError, match="unknown engine"):
         get_engine("magic")
 
 
 def test_groups_in_one_pass_equal_one_call_per_group() -> None:
-    groups = [Group(_sites(50.0, 5.0), (3,)), Group(_sites(500.0, 20.0), (4,), trace_hours_per_app=0.25)]
+    groups = [Group(_sites(50.0, 5.0), (3,)), Group(_sites(500.0, 20.0), (4,))]
     together = simulate_groups(SCENARIO, groups, get_engine("mdp-svr"), apps=60, reps=3)
     for group, joint in zip(groups, together, strict=True):
-        hours = group.trace_hours_per_app or SCENARIO.simulation.trace_hours_per_app
-        alone_scenario = SCENARIO.model_copy(
-            update={"simulation": SCENARIO.simulation.model_copy(update={"trace_hours_per_app": hours})}
-        )
-        alone = simulate(alone_scenario, group.sites, get_engine("mdp-svr"), apps=60, reps=3, seed=group.seed)
+        alone = simulate(SCENARIO, group.sites, get_engine("mdp-svr"), apps=60, reps=3, seed=group.seed)
         for field in ("rt_s", "energy_j", "failures", "placements", "true_availability"):
             assert getattr(joint, field).tobytes() == getattr(alone, field).tobytes(), field
 
 
-def test_oracle_never_fails_and_reactive_fails_most() -> None:
-    sites = _sites(30.0, 10.0, forecast=0.9)
-    oracle, reactive = _run("mdp-oracle", sites), _run("mdp-reactive", sites)
-    assert oracle.failures.sum() == 0
-    assert reactive.failures.sum() > 0
-    assert (oracle.true_availability == reactive.true_availability).all()  # the same failures for both
+def test_the_oracle_fails_only_mid_task_and_less_than_the_reactive_engine() -> None:
+    sites = _sites(3.0, 10.0, forecast=0.9)
+    oracle, reactive = _run("mdp-oracle", sites, apps=400), _run("mdp-reactive", sites, apps=400)
+    assert reactive.failures.sum() > oracle.failures.sum()
+    assert reactive.rt_s.mean() > oracle.rt_s.mean()

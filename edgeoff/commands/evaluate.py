@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from edgeoff.commands.provenance import provenance, run_info
-from edgeoff.engines import ENGINES, PAPER_ENGINES
+from edgeoff.commands.sweep import run_sweep
+from edgeoff.engines import ENGINES, PAPER_ENGINES, get_engine
 from edgeoff.errors import EvaluationError
 from edgeoff.evaluation.experiment import (
     ExperimentConfig,
@@ -18,6 +19,7 @@ from edgeoff.evaluation.experiment import (
     Setting,
     fit_forecasts,
     forecast_errors,
+    load_replays,
     load_traces,
     run_experiment,
 )
@@ -69,6 +71,14 @@ _positive = _whole(1)
 _seed = _whole(0)  # numpy's seed sequences take no negative entropy
 
 
+def _failure_models(text: str) -> tuple[str, ...]:
+    models = _names(text)
+    bad = [m for m in models if m not in ("markov", "replay")]
+    if not models or bad or len(set(models)) != len(models):
+        raise argparse.ArgumentTypeError(f"failure models are markov and/or replay, once each: {text!r}")
+    return models
+
+
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "evaluate",
@@ -83,18 +93,18 @@ def add_parser(subparsers: Any) -> None:
         default=PAPER_ENGINES,
         help=f"comma-separated from {', '.join(ENGINES)}, or 'all' (default: the paper's three)",
     )
-    parser.add_argument("--apps", type=_positive, default=1000, help="application runs per repetition")
-    parser.add_argument("--reps", type=_positive, default=100, help="repetitions")
+    parser.add_argument("--apps", type=_positive, help="application runs per repetition (default 1000)")
+    parser.add_argument("--reps", type=_positive, help="repetitions (default 100; 20 per cell with --sweep)")
     parser.add_argument("--seed", type=_seed, default=0, help="seed of the workload and failures (>= 0)")
     parser.add_argument("--scenario", type=Path, help="scenario TOML file (default: the paper's)")
     parser.add_argument(
         "--lanl", type=Path, help="raw LANL CSV (.csv or .csv.xz); default: the packaged table"
     )
     parser.add_argument(
-        "--trace-hours",
-        type=_seconds_list("hours"),
-        help="trace hours per application run, comma-separated; the first is the main setting, the others "
-        "sensitivity runs (default: the scenario's, then a tenth of it)",
+        "--time-compression",
+        type=_seconds_list("trace seconds per wall second"),
+        help="trace seconds per wall second (how fast sites fail relative to tasks), comma-separated; the "
+        "first is the main setting, the others sensitivity runs (default: the scenario's, 3600, then 360)",
     )
     parser.add_argument(
         "--detection-s",
@@ -102,6 +112,29 @@ def add_parser(subparsers: Any) -> None:
         help="failure detection times in seconds, comma-separated, e.g. 1.5,0.3; the first is the main "
         "setting, "
         "the others sensitivity runs (default: the scenario's, 10 x 150 ms)",
+    )
+    parser.add_argument(
+        "--failures",
+        type=_failure_models,
+        default=("markov",),
+        help="failure models, comma-separated from markov (each node's two-state chain) and replay (its "
+        "real outages of the test part); the first is the main setting (default: markov)",
+    )
+    parser.add_argument(
+        "--sweep",
+        action="store_true",
+        help="the regime map instead: time compression x detection time for one dataset (default DS1); "
+        "writes regime.json and regime.png",
+    )
+    parser.add_argument(
+        "--sweep-compressions",
+        type=_seconds_list("trace seconds per wall second"),
+        help="the map's time compressions, comma-separated (default 36,180,900,3600,12000,36000)",
+    )
+    parser.add_argument(
+        "--sweep-detections",
+        type=_seconds_list("seconds"),
+        help="the map's detection times in seconds, comma-separated (default 0.15,0.5,1.5,3)",
     )
     parser.add_argument("--workers", type=_positive, default=os.cpu_count() or 1, help="processes")
     parser.add_argument(
@@ -127,26 +160,41 @@ def run(args: argparse.Namespace) -> int:
     for name in datasets:
         scenario.dataset(name)  # unknown dataset: one-line error before anything is written
     engines = tuple(ENGINES) if args.engines == ("all",) else args.engines
+    for name in engines:
+        if name.startswith("dag-"):
+            get_engine(name)  # an unknown engine source: its own one-line error
+            raise EvaluationError(
+                f"engine {name!r} is not simulated offline yet (it runs live: edgeoff up --engine {name})"
+            )
     unknown = [e for e in engines if e not in ENGINES]
     if unknown:
         raise EvaluationError(f"unknown engine(s) {', '.join(unknown)} (known: {', '.join(ENGINES)})")
-    hours = args.trace_hours or (
-        scenario.simulation.trace_hours_per_app,
-        scenario.simulation.trace_hours_per_app / 10,
+    if args.sweep:
+        sweep_engines = tuple(ENGINES) if args.engines == PAPER_ENGINES else engines
+        return run_sweep(args, scenario, sweep_engines)
+    args.apps = 1000 if args.apps is None else args.apps
+    args.reps = 100 if args.reps is None else args.reps
+    hours = args.time_compression or (
+        scenario.simulation.time_compression,
+        scenario.simulation.time_compression / 10,
     )
     detections = args.detection_s or (scenario.detection.detection_s,)
+    models = args.failures
     settings = (
-        Setting(hours[0], detections[0]),
-        *(Setting(h, detections[0]) for h in hours[1:]),
-        *(Setting(hours[0], d) for d in detections[1:]),
+        Setting(hours[0], detections[0], models[0]),
+        *(Setting(h, detections[0], models[0]) for h in hours[1:]),
+        *(Setting(hours[0], d, models[0]) for d in detections[1:]),
+        *(Setting(hours[0], detections[0], f) for f in models[1:]),
     )
     config = ExperimentConfig(
         datasets, engines, settings, args.apps, args.reps, args.seed, args.workers, per_rep=args.per_rep
     )
     traces = load_traces(scenario, datasets, args.lanl)
+    # a node with nothing to replay: one-line error before anything is written
+    replays = load_replays(scenario, datasets, traces, args.lanl) if "replay" in models else None
 
     forecasts = fit_forecasts(traces, scenario.simulation.prediction_window_h)
-    results = _run_with_progress(scenario, config, traces, forecasts, quiet=args.quiet)
+    results = _run_with_progress(scenario, config, traces, forecasts, quiet=args.quiet, replays=replays)
     errors = forecast_errors(traces, scenario.simulation.prediction_window_h)
     seconds = time.perf_counter() - started
     config_record = {
@@ -158,7 +206,12 @@ def run(args: argparse.Namespace) -> int:
         "reps": config.reps,
         "seed": config.seed,
         "settings": [
-            {"trace_hours_per_app": s.trace_hours_per_app, "detection_s": s.detection_s, "label": s.label}
+            {
+                "time_compression": s.time_compression,
+                "detection_s": s.detection_s,
+                "failures": s.failures,
+                "label": s.label,
+            }
             for s in settings
         ],
         "prediction_window_h": scenario.simulation.prediction_window_h,
@@ -178,12 +231,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_with_progress(
-    scenario: Any, config: ExperimentConfig, traces: Any, forecasts: Forecasts, *, quiet: bool
+    scenario: Any,
+    config: ExperimentConfig,
+    traces: Any,
+    forecasts: Forecasts,
+    *,
+    quiet: bool,
+    replays: Any = None,
 ) -> list[dict[str, Any]]:
     """The experiment, with a progress bar (unless `quiet`): records done, time left, and the jobs being
     simulated now (one job: an engine at one setting over every dataset, in lockstep)."""
     if quiet:
-        return run_experiment(scenario, config, traces, forecasts)
+        return run_experiment(scenario, config, traces, forecasts, replays=replays)
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -215,7 +274,7 @@ def _run_with_progress(
             finished[key] = finished.get(key, 0) + 1
             progress.update(task, advance=1, description=now_running())
 
-        return run_experiment(scenario, config, traces, forecasts, on_done=done)
+        return run_experiment(scenario, config, traces, forecasts, on_done=done, replays=replays)
 
 
 def running_label(

@@ -17,8 +17,10 @@ from typing import Any
 import numpy as np
 
 from edgeoff.engines import get_engine
-from edgeoff.errors import ScenarioError, TraceError
-from edgeoff.evaluation.simulator import Group, RunResult, SiteBehaviour, WindowForecaster, simulate_groups
+from edgeoff.errors import EvaluationError, ScenarioError, TraceError
+from edgeoff.evaluation.forecasts import WindowForecaster
+from edgeoff.evaluation.paired import REPS_KEY, add_paired
+from edgeoff.evaluation.simulator import Group, RunResult, SiteBehaviour, simulate_groups
 from edgeoff.forecasting import (
     LastValueForecaster,
     MTTFForecaster,
@@ -29,14 +31,26 @@ from edgeoff.forecasting import (
     walk_forward,
 )
 from edgeoff.scenario import SITE_TYPES, Scenario
-from edgeoff.traces import NodeTrace, daily_availability, load_node_table, node_trace, read_failure_records
+from edgeoff.traces import (
+    NodeTrace,
+    ReplayNode,
+    daily_availability,
+    load_node_table,
+    load_replay_table,
+    node_trace,
+    read_failure_records,
+    replay_node,
+    training_chain,
+)
 
 __all__ = [
     "ExperimentConfig",
     "Forecasts",
     "Setting",
+    "behaviours",
     "fit_forecasts",
     "forecast_errors",
+    "load_replays",
     "load_traces",
     "run_experiment",
     "summarise",
@@ -50,12 +64,14 @@ SVR_LAGS = 7  # one week of daily windows
 class Setting:
     """What varies between the main run and the sensitivity runs."""
 
-    trace_hours_per_app: float
+    time_compression: float
     detection_s: float
+    failures: str = "markov"  # or "replay": the nodes' real outages of their test parts
 
     @property
     def label(self) -> str:
-        return f"{self.trace_hours_per_app:g} h/app, {self.detection_s:g} s detection"
+        label = f"time compression {self.time_compression:g}, {self.detection_s:g} s detection"
+        return label if self.failures == "markov" else f"{label}, {self.failures} failures"
 
     def apply(self, scenario: Scenario) -> Scenario:
         """The scenario with this setting (the detector keeps its number of missed heartbeats)."""
@@ -63,7 +79,7 @@ class Setting:
         return scenario.model_copy(
             update={
                 "simulation": scenario.simulation.model_copy(
-                    update={"trace_hours_per_app": self.trace_hours_per_app}
+                    update={"time_compression": self.time_compression}
                 ),
                 "detection": scenario.detection.model_copy(update={"heartbeat_ms": heartbeat_ms}),
             }
@@ -125,16 +141,45 @@ def fit_forecasts(traces: dict[str, NodeTrace], window_h: float) -> Forecasts:
     return Forecasts(by_node, selections)
 
 
-def _behaviours(
-    scenario: Scenario, dataset: str, traces: dict[str, NodeTrace], forecasts: Forecasts
+def load_replays(
+    scenario: Scenario, datasets: Sequence[str], traces: dict[str, NodeTrace], lanl: Path | None
+) -> dict[str, ReplayNode]:
+    """Each node's test part for `--failures replay`: the packaged table, or derived from the raw file.
+
+    Raises TraceError for a node without an outage that starts in its test part (nothing to replay).
+    """
+    nodes = sorted({node for name in datasets for node in scenario.dataset(name).values()})
+    if lanl is None:
+        table = load_replay_table()
+        missing = [n for n in nodes if n not in table]
+        if missing:
+            raise TraceError(f"no replay test part for node(s) {', '.join(missing)} in the packaged table")
+        return {n: table[n] for n in nodes}
+    return {n: replay_node(traces[n]) for n in nodes}
+
+
+def behaviours(
+    scenario: Scenario,
+    dataset: str,
+    traces: dict[str, NodeTrace],
+    forecasts: Forecasts,
+    replays: dict[str, ReplayNode] | None = None,
 ) -> dict[int, SiteBehaviour]:
+    """Each site's failure behaviour; with `replays`, the chain the engines use is the one fitted on the
+    training part (the outages that ended before the test part starts) and the failures are replayed."""
     out = {}
     for site, node in scenario.dataset(dataset).items():
         trace = traces[node]
         daily = daily_availability(trace)
         history = daily[: int(daily.size * TRAIN_FRACTION)]
+        mttf, mttr, replay = trace.mttf_h, trace.mttr_h, None
+        if replays is not None:
+            chain = training_chain(trace)
+            if chain is not None:
+                mttf, mttr = chain.mttf_h, chain.mttr_h
+            replay = replays[node]
         out[scenario.site_ids.index(site)] = SiteBehaviour(
-            trace.mttf_h, trace.mttr_h, forecasts.by_node[node], history
+            mttf, mttr, forecasts.by_node[node], history, replay
         )
     return out
 
@@ -223,8 +268,10 @@ def _run(job: _Job) -> list[dict[str, Any]]:
     for dataset, run in zip(job.datasets, runs, strict=True):
         record = summarise(scenario, dataset, job.engine, job.apps, run, per_rep=job.per_rep)
         record["setting"] = job.setting_index
-        record["trace_hours_per_app"] = job.setting.trace_hours_per_app
+        record["time_compression"] = job.setting.time_compression
         record["detection_s"] = job.setting.detection_s
+        record["failures"] = job.setting.failures
+        record[REPS_KEY] = run.rt_s.tolist()
         records.append(record)
     return records
 
@@ -235,21 +282,34 @@ def run_experiment(
     traces: dict[str, NodeTrace],
     forecasts: Forecasts,
     on_done: Callable[[dict[str, Any]], None] | None = None,
+    *,
+    keep_reps: bool = False,
+    replays: dict[str, ReplayNode] | None = None,
 ) -> list[dict[str, Any]]:
-    """Simulate every (trace setting, dataset, engine); records in that order, however they finish."""
+    """Simulate every (trace setting, dataset, engine); records in that order, however they finish.
+    `keep_reps`: leave each record's per-repetition response times (edgeoff.evaluation.paired.REPS_KEY)."""
     for name in config.engines:
         get_engine(name)
-    groups = tuple(
+    if any(s.failures == "replay" for s in config.settings) and replays is None:
+        raise EvaluationError("replayed failures need the nodes' test parts (load_replays)")
+
+    def groups(failures: str) -> tuple[Group, ...]:
         # The seed keys on the dataset, not the engine: every engine meets the same workload and failures.
-        Group(_behaviours(scenario, d, traces, forecasts), (config.seed, list(scenario.datasets).index(d)))
-        for d in config.datasets
-    )
+        return tuple(
+            Group(
+                behaviours(scenario, d, traces, forecasts, replays if failures == "replay" else None),
+                (config.seed, list(scenario.datasets).index(d)),
+                failures="replay" if failures == "replay" else "markov",
+            )
+            for d in config.datasets
+        )
+
     jobs = [
         _Job(
             scenario,
             engine,
             config.datasets,
-            groups,
+            groups(setting.failures),
             config.apps,
             config.reps,
             setting,
@@ -274,6 +334,7 @@ def run_experiment(
                 for record in batch:
                     if on_done:
                         on_done(record)
+    add_paired(records, keep_reps=keep_reps)
     datasets, engines = list(config.datasets), list(config.engines)
     return sorted(
         records, key=lambda r: (r["setting"], datasets.index(r["dataset"]), engines.index(r["engine"]))

@@ -37,7 +37,7 @@ __all__ = [
 DEFAULT_HEALTH_INTERVAL_S = 1.0  # health file rewrite and Redis probe period; probes allow several seconds
 # A serve loop silent this long is hung: the daemon exits so that its supervisor restarts it. Well above any
 # legitimate pause of a loop (an SVR fit, a policy iteration: well under a second), equal to systemd's
-# WatchdogSec of the units, and as long as the health check that kills a frozen daemon under compose.
+# WatchdogSec of the units, and 10 s below the staleness at which compose's health check kills a frozen one.
 DEFAULT_LOOP_WATCHDOG_S = 30.0
 
 _DECLARATION = re.compile(r"^\s+(\w+)\s*:[^#]*?(?:#\s*(.+))?$")

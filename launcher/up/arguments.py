@@ -13,13 +13,12 @@ import redis
 from launcher.up.command import run
 from mobile_agent.planner import LIVE_ENGINES
 
-__all__ = ["DEFAULT_TIME_COMPRESSION", "add_parser", "host_port", "redis_url"]
+__all__ = ["add_parser", "host_port", "redis_url"]
 
 # Failure injection: each site follows its LANL node's Markov chain with `--time-compression` trace seconds
-# per wall second. The default, 5400 (1.5 trace hours per second), gives DS1 about four failures in two
-# minutes (sum of 1/MTTF over its four nodes is 0.024 per trace hour), with mean outages of 1.5 s (cd) to
-# 5.8 s (ec), longer than the detector's 1.5 s.
-DEFAULT_TIME_COMPRESSION = 5400.0
+# per wall second. The default is the scenario's [simulation] time_compression (3600, one trace hour per
+# second), the setting the offline simulator uses too: DS1 then sees about three failures in two minutes
+# (sum of 1/MTTF over its four nodes is 0.024 per trace hour).
 
 
 def _positive(unit: str) -> Callable[[str], float]:
@@ -80,9 +79,9 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--time-compression",
         type=_positive("trace seconds per wall second"),
-        default=DEFAULT_TIME_COMPRESSION,
-        help="trace seconds per wall second of failure injection (default 5400: about four DS1 failures "
-        "in two minutes)",
+        default=None,
+        help="trace seconds per wall second of failure injection (default: the scenario's [simulation] "
+        "time_compression, 3600)",
     )
     parser.add_argument(
         "--broker",

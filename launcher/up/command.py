@@ -64,6 +64,8 @@ def fail(console: Console, text: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario)
+    if args.time_compression is None:
+        args.time_compression = scenario.simulation.time_compression
     dataset = scenario.dataset(args.dataset)
     scenario.require_nodes([args.dataset], load_node_table(), "the packaged LANL node table")
     out: Path = args.out
@@ -148,6 +150,7 @@ def _start_daemons(
         "EDGEOFF_AGENT_DURATION_S": str(args.duration),
         "EDGEOFF_AGENT_SEED": str(args.seed),
         "EDGEOFF_AGENT_TIME_SCALE": str(args.time_scale),
+        "EDGEOFF_AGENT_TIME_COMPRESSION": str(args.time_compression),
         "EDGEOFF_AGENT_HEALTH_FILE": str(health / "agent.json"),
     }
     agent_args = ["--out", str(agent_out), *scenario_args]

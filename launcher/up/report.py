@@ -88,6 +88,7 @@ def results_body(
     record.update(detection_summary(injections, detections))
     record["failures_detectable"] = len(detectable(injections, scenario.detection.detection_s, window))
     fallback_log = record.pop("fallback_log")
+    record.pop("twin", None)  # the replay record stays in agent.json (`edgeoff twin`)
     config = {
         "mode": "live (edgeoff up)",
         "scenario": str(args.scenario) if args.scenario else "paper (default)",

@@ -210,7 +210,8 @@ def _checks(summary: Summary, compose: Compose) -> None:
     summary.check(
         "SIGKILLed site restarted; the agent saw it down and went on elsewhere",
         bool(down) and after > progress,
-        f"{len(down)} down notices, app runs {progress} -> {after}, {len(fallbacks)} tasks failed over from ed",
+        f"{len(down)} down notices, app runs {progress} -> {after}, "
+        f"{len(fallbacks)} tasks failed over from ed",
     )
 
     # A hung loop (the main thread frozen, the other threads run on) and a frozen process (SIGSTOP), together.

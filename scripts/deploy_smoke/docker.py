@@ -29,7 +29,7 @@ RUN apt-get update \\
 # The CA bundle the host's pip trusts, so that pip in the builds reaches PyPI as the host does.
 COPY host-ca.crt /etc/ssl/certs/ca-certificates.crt
 ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt
-"""
+"""  # noqa: E501
 MOSQUITTO_DOCKERFILE = """\
 FROM {base}
 RUN apt-get update \\

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 from .common import CACHE, REPO, SmokeError, Summary, digest, ensure_packages, log, rootfs_tar, run, wait_for
@@ -56,10 +57,12 @@ def _wheelhouse() -> Path:
     if not (venv / "bin" / "pip").is_file():
         run(["/usr/bin/python3", "-m", "venv", venv])
     pip = venv / "bin" / "pip"
-    run([pip, "wheel", "-q", "--wheel-dir", out, REPO], timeout=1200)
+    # The dependencies only (install.sh installs the project from its source; a wheel of the checkout would
+    # be built in the checkout, leaving build/ behind).
+    requirements = out / "requirements.txt"
+    requirements.write_text("\n".join(tomllib.loads(pyproject.decode())["project"]["dependencies"]) + "\n")
+    run([pip, "wheel", "-q", "--wheel-dir", out, "-r", requirements], timeout=1200)
     run([pip, "download", "-q", "--dest", out, "pip", "setuptools>=77", "wheel"])
-    for own in out.glob("edgeoff-*.whl"):  # install.sh installs the project from its source
-        own.unlink()
     (out / ".complete").write_text(f"{time.monotonic() - started:.0f} s\n")
     return out
 
@@ -201,7 +204,8 @@ def _install(summary: Summary, node: Node) -> None:
     summary.check("brokers set up by setup-brokers.sh", set(brokers.values()) == {"active"}, str(brokers))
     # Two sites on one host: the second one takes its own metrics port from site-<id>.env (systemd/README.md).
     node.sh(
-        "printf 'EDGEOFF_SITE_METRICS_PORT=9104\\n' > /etc/edgeoff/site-ec.env && chmod 0600 /etc/edgeoff/site-ec.env"
+        "printf 'EDGEOFF_SITE_METRICS_PORT=9104\\n' > /etc/edgeoff/site-ec.env"
+        " && chmod 0600 /etc/edgeoff/site-ec.env"
     )
     started = time.monotonic()
     node.sh("systemctl enable --now " + " ".join(UNITS), timeout=300)
