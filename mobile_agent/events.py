@@ -3,6 +3,7 @@ once and the policy is republished when it changed."""
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -165,7 +166,21 @@ class EventPump:
                 forecast=float(self.view.forecasts()[i]),
             )
         if change == "down":
-            self.record.detections.append(Detection(site=site, ts=self.wall_clock(), how=how))
+            self._detected(Detection(site=site, ts=self.wall_clock(), how=how))
             log.warning("agent: site %s is down (%s)", site, how)
         elif change == "up":
             log.info("agent: site %s is up", site)
+
+    def _detected(self, detection: Detection) -> None:
+        """Count the detection, keep the first ones, append it to the detection log (if set)."""
+        self.record.detected(detection)
+        path = self.settings.detection_log
+        if path is None:
+            return
+        line = json.dumps({"site": detection.site, "ts": detection.ts, "how": detection.how})
+        try:
+            with path.open("a", encoding="utf-8") as log_file:
+                log_file.write(line + "\n")
+        except OSError as exc:
+            self.counters.incr("detection_log_errors")
+            self._quiet.log(logging.WARNING, "detection_log", "agent: %s", f"cannot append to {path}: {exc}")

@@ -30,7 +30,16 @@ from launcher.up.broker_setup import Brokers
 from launcher.up.children import Child, Children
 from mobile_agent.meter import Detection, Injection, detection_summary
 
-__all__ = ["RunWindow", "injection_log", "print_table", "read_injections", "results_body", "run_failure"]
+__all__ = [
+    "RunWindow",
+    "detection_log",
+    "injection_log",
+    "print_table",
+    "read_detections",
+    "read_injections",
+    "results_body",
+    "run_failure",
+]
 
 
 @dataclass(frozen=True)
@@ -44,6 +53,27 @@ class RunWindow:
 def injection_log(logs: Path, site: str) -> Path:
     """Where a site of this run records its injected failures."""
     return logs / f"site-{site}.injections.jsonl"
+
+
+def detection_log(logs: Path) -> Path:
+    """Where the agent of this run records every detection of a failed site."""
+    return logs / "agent.detections.jsonl"
+
+
+def read_detections(path: Path) -> list[Detection]:
+    """The detections the agent recorded, in time order (an unreadable line is skipped)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+    out = []
+    for line in lines:
+        try:
+            raw = json.loads(line)
+            out.append(Detection(site=str(raw["site"]), ts=float(raw["ts"]), how=str(raw["how"])))
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut short when the agent was killed
+    return sorted(out, key=lambda d: d.ts)
 
 
 def read_injections(path: Path) -> list[Injection]:
@@ -84,7 +114,11 @@ def results_body(
         (i for c in children.started if c.name.startswith("site-") for i in read_injections(_log_of(c))),
         key=lambda i: i.ts,
     )
-    detections = [Detection(d["site"], d["ts"], d["how"]) for d in record.pop("detections")]
+    # every detection is in the agent's log; its record keeps only the first ones (bounded memory)
+    first = [Detection(d["site"], d["ts"], d["how"]) for d in record.pop("detections")]
+    logged = read_detections(detection_log(children.logs))
+    record.pop("detections_count", None)
+    detections = logged if len(logged) > len(first) else sorted(first, key=lambda d: d.ts)
     record.update(detection_summary(injections, detections))
     record["failures_detectable"] = len(detectable(injections, scenario.detection.detection_s, window))
     fallback_log = record.pop("fallback_log")
