@@ -145,7 +145,9 @@ def _start_daemons(
         **brokers.env("EDGEOFF_WORKER_", WORKER),
         "EDGEOFF_WORKER_HEALTH_FILE": str(health / "prediction-worker.json"),
     }
-    worker_args = ["--dataset", args.dataset, *scenario_args]
+    # the sites' failure rate: the worker's availability window is the scenario's at this rate
+    worker_args = ["--dataset", args.dataset, "--time-compression", str(args.time_compression)]
+    worker_args += scenario_args
     child = children.start("prediction-worker", [python, "-m", "prediction_worker", *worker_args], env)
     waiting.append((child, health / "prediction-worker.json"))
     wait_ready(waiting, DAEMON_START_TIMEOUT_S, interrupted)
