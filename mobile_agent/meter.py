@@ -196,7 +196,7 @@ class TaskMeter:
         """Response time per application run, the open run included."""
         if self._run is None:
             return RunningStat()
-        rt = RunningStat(self.rt.count, self.rt.total, self.rt.mean, self.rt._m2)
+        rt = self.rt.copy()
         rt.add(self._open_run()[0])
         return rt
 

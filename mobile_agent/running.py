@@ -3,6 +3,7 @@ of logarithmic bins), so that a long-running agent summarises its measurements w
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -24,6 +25,9 @@ class RunningStat:
         delta = x - self.mean
         self.mean += delta / self.count
         self._m2 += delta * (x - self.mean)
+
+    def copy(self) -> RunningStat:
+        return dataclasses.replace(self)
 
     @property
     def std(self) -> float:
