@@ -5,14 +5,14 @@ Run it with the project's Python (it imports edgeoff), from anywhere:
     .venv/bin/python brokers/make-passwords.py                      # sites and agent of the paper scenario
     .venv/bin/python brokers/make-passwords.py --sites ed,ec,er,cd --agents md,tablet
     .venv/bin/python brokers/make-passwords.py --scenario my.toml --secrets /etc/edgeoff/secrets
-    .venv/bin/python brokers/make-passwords.py --workers 1 --observers explorer,probe
+    .venv/bin/python brokers/make-passwords.py --workers 1 --observers explorer,laptop
 
 Writes into the secrets directory (default brokers/secrets/, git-ignored; mode 0700, files 0600):
   passwords/<username>   the password of each account (site-<id>, agent-<id>, worker, worker-<n>,
-                         observer, observer-<name>), for MQTT and Redis alike
+                         observer, observer-<name>, observer-probe), for MQTT and Redis alike
   passwd                 Mosquitto password file (hashed with `mosquitto_passwd -U`)
   acl                    brokers/mosquitto/acl expanded for these accounts
-  redis-password         the password of Redis' `default` user (operators, health checks; no daemon)
+  redis-password         the password of Redis' `default` user (operators; no daemon, no health check)
   redis-auth.conf        brokers/redis/users.acl expanded for these accounts (password hashes only)
 Each account holds one connection at a time (the broker uses the username as the client id): give each
 extra worker and each extra watching tool its own account. Existing passwords are kept (so running

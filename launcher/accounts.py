@@ -5,16 +5,20 @@ One account per connection and per daemon, the same name on Mosquitto and on Red
     site-<site id>             one per site daemon, e.g. site-ed
     agent-<agent id>           one per mobile agent, e.g. agent-md
     worker, worker-<n>         one per prediction worker (the first is `worker`)
-    observer, observer-<name>  read-only: people, MQTT Explorer, `edgeoff status`, health probes
+    observer, observer-<name>  read-only: people, MQTT Explorer, `edgeoff status`
+    observer-probe             the brokers' health probes (compose healthchecks, k8s readiness): MQTT
+                               `$SYS/broker/uptime` and Redis PING, nothing else; always present
 
 Mosquitto uses the username as the client id (brokers/mosquitto/mosquitto.conf), so that no account can
-take over another's connection; that is why two tools watching at once need two observer accounts.
+take over another's connection; that is why two tools watching at once need two observer accounts, and
+why the probes, which log in every few seconds, have an account of their own: as `observer` they would
+kick MQTT Explorer off each time.
 
 The templates (`brokers/mosquitto/acl`, `brokers/redis/users.acl`) name roles by placeholders: {site},
-{agent}, {worker}, {observer}. :func:`render_acl` writes a Mosquitto block (a `user` line and the lines
-up to a blank line) once per account of the role on its `user` line, and repeats a line that names another
-role once per id of that role; :func:`render_redis_users` does the same for one-line Redis `user` rules
-and puts each account's password hash in place of {password}.
+{agent}, {worker}, {observer}, {probe}. :func:`render_acl` writes a Mosquitto block (a `user` line and
+the lines up to a blank line) once per account of the role on its `user` line, and repeats a line that
+names another role once per id of that role; :func:`render_redis_users` does the same for one-line Redis
+`user` rules and puts each account's password hash in place of {password}.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from edgeoff.wire.topics import validate_id
 
 __all__ = [
     "ADMIN_USER",
+    "PROBE_USER",
     "Account",
     "BrokerConfigError",
     "Role",
@@ -43,9 +48,10 @@ __all__ = [
     "worker_username",
 ]
 
-Role = Literal["site", "agent", "worker", "observer"]
-ROLES: tuple[Role, ...] = ("site", "agent", "worker", "observer")
+Role = Literal["site", "agent", "worker", "observer", "probe"]
+ROLES: tuple[Role, ...] = ("site", "agent", "worker", "observer", "probe")
 ADMIN_USER = "default"  # Redis: the operators' account (password in secrets/redis-password)
+PROBE_USER = "observer-probe"  # the health probes' account (role probe); `--observers probe` would clash
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 _PASSWORD = "password"
 
@@ -58,7 +64,7 @@ class BrokerConfigError(EdgeoffError):
 class Account:
     """One account: its username, its role and the site, agent, worker or observer id it stands for.
 
-    `id` is None for the first worker (`worker`) and the first observer (`observer`).
+    `id` is None for the first worker (`worker`), the first observer (`observer`) and the probe.
     """
 
     username: str
@@ -100,8 +106,9 @@ def accounts(
     workers: Iterable[str] = (),
     observers: Iterable[str] = (),
 ) -> tuple[Account, ...]:
-    """Every account of a deployment: one per site and agent, `worker` and `observer`, and one more per
-    extra worker id (`worker-<id>`) and observer name (`observer-<name>`)."""
+    """Every account of a deployment: one per site and agent, `worker`, `observer` and `observer-probe`,
+    and one more per extra worker id (`worker-<id>`) and observer name (`observer-<name>`; `probe` is
+    taken, a duplicate account name)."""
     return (
         *(Account(site_username(s), "site", s) for s in _unique(sites, "site id")),
         *(Account(agent_username(a), "agent", a) for a in _unique(agents, "agent id")),
@@ -109,24 +116,26 @@ def accounts(
         *(Account(worker_username(w), "worker", w) for w in _unique(workers, "worker id")),
         Account(observer_username(), "observer"),
         *(Account(observer_username(o), "observer", o) for o in _unique(observers, "observer name")),
+        Account(PROBE_USER, "probe"),
     )
 
 
 def _values(accts: Sequence[Account]) -> dict[str, tuple[str, ...]]:
-    """What each role placeholder stands for: site and agent ids, worker and observer usernames."""
+    """What each role placeholder stands for: site and agent ids, worker, observer and probe usernames."""
     names = [a.username for a in accts]
     if len(set(names)) != len(names):
-        raise BrokerConfigError("duplicate account names")
+        raise BrokerConfigError(f"duplicate account names (observer name {PROBE_USER!r} is the probe's)")
     return {
         "site": tuple(a.id for a in accts if a.role == "site" and a.id is not None),
         "agent": tuple(a.id for a in accts if a.role == "agent" and a.id is not None),
         "worker": tuple(a.username for a in accts if a.role == "worker"),
         "observer": tuple(a.username for a in accts if a.role == "observer"),
+        "probe": tuple(a.username for a in accts if a.role == "probe"),
     }
 
 
 def _account_of(role: str, value: str, accts: Sequence[Account]) -> Account:
-    """The account a role placeholder's value stands for (worker and observer values are usernames)."""
+    """The account a role placeholder's value stands for (worker, observer, probe values are usernames)."""
     if role == "site":
         value = site_username(value)
     elif role == "agent":

@@ -47,6 +47,12 @@ class Compose:
         state["RestartCount"] = int(restarts)
         return state
 
+    def restarts(self, service: str) -> int:
+        """Docker's RestartCount of the service's container."""
+        count = self.state(service)["RestartCount"]
+        assert isinstance(count, int)
+        return count
+
     def health(self, service: str) -> str:
         state = self.state(service)
         health = state.get("Health")
@@ -106,7 +112,7 @@ def _wait_restarted(compose: Compose, service: str, restarts_before: int, timeou
     started = time.monotonic()
     wait_for(
         f"{service} to restart",
-        lambda: compose.state(service)["RestartCount"] > restarts_before,
+        lambda: compose.restarts(service) > restarts_before,
         timeout=timeout,
     )
     wait_for(f"{service} healthy again", lambda: compose.health(service) == "healthy", timeout=120)
@@ -184,11 +190,12 @@ def _up(summary: Summary, compose: Compose) -> None:
 
 def _checks(summary: Summary, compose: Compose) -> None:
     seen: set[str] = set()
-    wait_for(
-        "every site online",
-        lambda: seen.update(_sites_seen_online(compose, wait_s=5)) or seen == set(SITES),
-        timeout=60,
-    )
+
+    def all_online() -> bool:
+        seen.update(_sites_seen_online(compose, wait_s=5))
+        return seen == set(SITES)
+
+    wait_for("every site online", all_online, timeout=60)
     summary.check("every site online", seen == set(SITES), ", ".join(sorted(seen)))
     first = wait_for(
         "an application run to complete", lambda: _agent_progress(compose).get("apps_done"), timeout=120
@@ -197,7 +204,7 @@ def _checks(summary: Summary, compose: Compose) -> None:
 
     # SIGKILL: the site dies like a crashed process; `restart:` brings it back. Meanwhile the agent learns it
     # is down (its Last Will), sends its tasks elsewhere, and fails over any task it had in flight there.
-    restarts = int(compose.state("site-ed")["RestartCount"])
+    restarts = compose.restarts("site-ed")
     progress = _agent_progress(compose).get("apps_done", 0)
     killed_at = time.time()
     os.kill(compose.daemon_pid("site-ed"), signal.SIGKILL)
@@ -216,7 +223,7 @@ def _checks(summary: Summary, compose: Compose) -> None:
 
     # A hung loop (the main thread frozen, the other threads run on) and a frozen process (SIGSTOP), together.
     hung, stopped = "site-ec", "site-er"
-    before = {s: int(compose.state(s)["RestartCount"]) for s in (hung, stopped)}
+    before = {s: compose.restarts(s) for s in (hung, stopped)}
     hung_at = time.time()
     freezer = freeze_main_thread(compose.daemon_pid(hung), hold_s=90)
     stopped_pid = compose.daemon_pid(stopped)
@@ -248,10 +255,10 @@ def _checks(summary: Summary, compose: Compose) -> None:
     out.unlink(missing_ok=True)
     compose("cp", "agent:/results/results.json", str(out))
     results = json.loads(out.read_text())
-    apps, fallbacks = int(results.get("apps_completed", 0)), int(results.get("fallbacks", 0))
+    apps, fallback_count = int(results.get("apps_completed", 0)), int(results.get("fallbacks", 0))
     summary.figure("apps_completed", apps)
-    summary.figure("fallbacks", fallbacks)
-    summary.check("the agent wrote its results", apps > 0, f"{apps} app runs, {fallbacks} fallbacks")
+    summary.figure("fallbacks", fallback_count)
+    summary.check("the agent wrote its results", apps > 0, f"{apps} app runs, {fallback_count} fallbacks")
 
 
 def _down(summary: Summary, compose: Compose, docker: Docker, volumes_before: set[str]) -> None:

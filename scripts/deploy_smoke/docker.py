@@ -91,7 +91,7 @@ class Docker:
         data_root.mkdir(parents=True, exist_ok=True)
         logfile = (CACHE / "dockerd.log").open("ab")
         log(f"docker: starting dockerd (data root {data_root}, socket {self.socket})")
-        self.proc = subprocess.Popen(
+        proc = self.proc = subprocess.Popen(
             [
                 "/usr/sbin/dockerd",
                 "--data-root", str(data_root),
@@ -105,11 +105,9 @@ class Docker:
         )  # fmt: skip
         logfile.close()
         started = time.monotonic()
-        wait_for(
-            "dockerd to answer", lambda: self.proc.poll() is None and self._answers(self.socket), timeout=60
-        )
-        if self.proc.poll() is not None:
-            raise SmokeError(f"dockerd exited {self.proc.returncode}: see {CACHE / 'dockerd.log'}")
+        wait_for("dockerd to answer", lambda: proc.poll() is None and self._answers(self.socket), timeout=60)
+        if proc.poll() is not None:
+            raise SmokeError(f"dockerd exited {proc.returncode}: see {CACHE / 'dockerd.log'}")
         self.figures["dockerd_start_s"] = round(time.monotonic() - started, 1)
 
     def _answers(self, sock: Path) -> bool:

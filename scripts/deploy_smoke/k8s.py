@@ -95,6 +95,12 @@ def _pod(cluster: Cluster, app: str) -> dict[str, object]:
     return pod
 
 
+def _name(pod: dict[str, object]) -> str:
+    metadata = pod["metadata"]
+    assert isinstance(metadata, dict)
+    return str(metadata["name"])
+
+
 def _ready(pod: dict[str, object]) -> bool:
     status = pod.get("status")
     assert isinstance(status, dict)
@@ -260,10 +266,10 @@ def _checks(summary: Summary, cluster: Cluster, overlay: Path) -> None:
         "get",
         "events",
         "--field-selector",
-        f"involvedObject.name={pod['metadata']['name']}",
+        f"involvedObject.name={_name(pod)}",
         "-o",
         "json",
-    )  # type: ignore[index]
+    )
     liveness = [e for e in json.loads(events)["items"] if "Liveness probe failed" in e.get("message", "")]
     summary.check(
         "a hung site restarted by its liveness probe",

@@ -126,7 +126,7 @@ class Cluster:
     def kubectl(
         self, *args: str, check: bool = True, timeout: float = 120, input_text: str | None = None
     ) -> str:
-        cmd = [BIN / "kubectl", "--kubeconfig", self.kubeconfig, *args]
+        cmd: list[str | Path] = [BIN / "kubectl", "--kubeconfig", self.kubeconfig, *args]
         return run(cmd, check=check, timeout=timeout, input_text=input_text).stdout
 
     def ctr(self, *args: str | Path, timeout: float = 600) -> str:

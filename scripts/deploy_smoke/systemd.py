@@ -242,15 +242,12 @@ def _checks(summary: Summary, node: Node) -> None:
     )
 
     first = node.show("edgeoff-site@ed", "WatchdogTimestampMonotonic")["WatchdogTimestampMonotonic"]
-    later = wait_for(
-        "WatchdogTimestamp to advance",
-        lambda: (
-            (v := node.show("edgeoff-site@ed", "WatchdogTimestampMonotonic")["WatchdogTimestampMonotonic"])
-            != first
-            and v
-        ),
-        timeout=40,
-    )
+
+    def advanced() -> str | None:
+        v = node.show("edgeoff-site@ed", "WatchdogTimestampMonotonic")["WatchdogTimestampMonotonic"]
+        return v if v != first and v else None
+
+    later = wait_for("WatchdogTimestamp to advance", advanced, timeout=40)
     summary.check("WatchdogTimestamp advances", int(later) > int(first), f"{first} -> {later} us")
 
     # SIGSTOP: the loop stops pinging; systemd's watchdog (30 s) aborts the daemon and restarts it.

@@ -54,7 +54,7 @@ pytestmark = pytest.mark.timeout(60)
 BROKERS = default_brokers_dir()
 SITES = ("ed", "ec")
 AGENTS = ("phone", "tablet")
-OBSERVERS = ("late", "probe")  # extra observer accounts: each connection needs an account of its own
+OBSERVERS = ("late", "explorer")  # extra observer accounts: each connection needs an account of its own
 NOT_AUTHORIZED = 0x87  # MQTT v5 reason code (CONNACK, SUBACK, PUBACK)
 BAD_CREDENTIALS = 0x86
 ACCEPTED = (0x00, 0x10)  # PUBACK: success, "no matching subscribers"
@@ -363,11 +363,15 @@ def test_render_acl_expands_one_block_per_account_and_one_line_per_id() -> None:
         "agent-phone",
         "worker",
         "observer",
+        "observer-probe",
     ]
+    assert rules[rules.index("user observer-probe") + 1 :] == ["topic read $SYS/broker/uptime"]
     with pytest.raises(BrokerConfigError, match="placeholder"):
         render_acl("topic read a/{site}\n", accounts(["ed"], []))
     with pytest.raises(BrokerConfigError, match="duplicate"):
         accounts(["ed", "ed"], [])
+    with pytest.raises(BrokerConfigError, match="duplicate account names"):  # observer-probe is the probe's
+        render_acl(template, accounts(["ed"], ["phone"], observers=["probe"]))
     with pytest.raises(BrokerConfigError, match="repeat over one"):
         render_acl("user {worker}\ntopic read a/{site}/{agent}\n", accounts(["ed"], ["phone"]))
 
@@ -559,6 +563,30 @@ def test_observer_reads_everything_and_writes_nothing(connect: ConnectFn) -> Non
     # broker statistics for MQTT Explorer
     assert observer.subscribe("$SYS/broker/version") in GRANTED
     wait_for(lambda: observer.on("$SYS/broker/version"), WAIT_S, "$SYS/broker/version")
+
+
+def test_probe_reads_the_broker_uptime_only_and_leaves_observer_to_mqtt_explorer(connect: ConnectFn) -> None:
+    """observer-probe (compose healthcheck, k8s readiness probe) logs in beside MQTT Explorer's `observer`
+    without kicking it off (the username is the client id), receives `$SYS/broker/uptime`, and reads and
+    writes nothing of the deployment."""
+    explorer = connect("observer")
+    assert explorer.subscribe("edgeoff/#") in GRANTED
+    ed = connect("site-ed")
+    status = topics.site_topic("ed", "status")
+    ed.publish(status, b'{"state":"online"}', retain=True)
+    explorer.wait_message(status, b'{"state":"online"}')
+    probe = connect("observer-probe")
+    # Retained messages come in the order of the subscriptions: once the uptime of the second is in, the
+    # retained status of the first would have been delivered before it, had the ACL allowed it.
+    assert probe.subscribe("edgeoff/#") in GRANTED  # a SUBSCRIBE is granted; each message is checked
+    assert probe.subscribe("$SYS/broker/uptime") in GRANTED
+    wait_for(lambda: probe.on("$SYS/broker/uptime"), WAIT_S, "$SYS/broker/uptime for the probe")
+    assert probe.on(status) == []
+    assert probe.publish(status, b"forged") == NOT_AUTHORIZED
+    assert ed.publish(topics.site_topic("ed", "heartbeat"), b"beat") in ACCEPTED  # a marker after it
+    explorer.wait_message(topics.site_topic("ed", "heartbeat"), b"beat")
+    assert all(m.payload != b"forged" for m in explorer.messages), "the probe's publish was delivered"
+    assert not explorer.closed.is_set(), "the probe's login kicked MQTT Explorer's observer off"
 
 
 def test_payload_above_the_size_limit_is_not_delivered(connect: ConnectFn, broker: Broker) -> None:

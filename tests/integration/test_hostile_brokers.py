@@ -302,7 +302,7 @@ ADMIN_COMMANDS = [
     ("FUNCTION", "LOAD", "#!lua name=x\nredis.register_function('x', function() return 1 end)"),
     ("SUBSCRIBE", "anything"),
 ]
-ROLES = ("site-ed", "agent-phone", "worker", "observer")
+ROLES = ("site-ed", "agent-phone", "worker", "observer", "observer-probe")
 
 
 def refused(client: redis.Redis, *command: str) -> bool:
@@ -328,6 +328,29 @@ def test_no_daemon_user_may_run_an_admin_command(project_redis: ProjectRedis, us
         assert "evil" not in str(admin.acl_users())
     finally:
         client.close()
+        admin.close()
+
+
+def test_the_probe_may_ping_and_touch_no_key(project_redis: ProjectRedis) -> None:
+    """observer-probe, the compose and k8s health checks' Redis user: PING answers, every key is out of
+    reach (the checks used to log in as the operators' `default`, which may do everything)."""
+    probe = project_redis.client("observer-probe")
+    admin = project_redis.client(None)
+    try:
+        admin.set("edgeoff:v1:site:ed:session", "7")
+        assert probe.ping()
+        for command in (
+            ("GET", "edgeoff:v1:site:ed:session"),
+            ("SET", "edgeoff:v1:site:ed:session", "8"),
+            ("TYPE", "edgeoff:v1:site:ed:session"),
+            ("HGETALL", "edgeoff:v1:prediction:ed"),
+            ("SCAN", "0"),
+            ("EVALSHA", "0" * 40, "0"),
+        ):
+            assert refused(probe, *command), f"the probe may run {command}"
+        assert admin.get("edgeoff:v1:site:ed:session") == b"7"
+    finally:
+        probe.close()
         admin.close()
 
 

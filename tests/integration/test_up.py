@@ -212,6 +212,7 @@ def test_own_brokers_require_accounts_and_leave_no_secret_behind(
     passwords = {p.read_text().strip() for p in (secrets_dir / "passwords").iterdir()}
     passwords.add((secrets_dir / "redis-password").read_text().strip())
     accounts = {"site-ed", "site-ec", "site-er", "site-cd", "worker", "agent-md", "observer", "observer-up"}
+    accounts.add("observer-probe")  # every deployment's (brokers/README.md); unused by `up`
     assert accounts == {p.name for p in (secrets_dir / "passwords").iterdir()}
     # while the run goes on: its broker refuses anonymous clients and serves the observer of the printed line
     assert mqtt_connack(port) == (NOT_AUTHORIZED, 0)
