@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from rich.console import Console
 from rich.table import Table
@@ -60,8 +60,12 @@ def detection_log(logs: Path) -> Path:
     return logs / "agent.detections.jsonl"
 
 
-def read_detections(path: Path) -> list[Detection]:
-    """The detections the agent recorded, in time order (an unreadable line is skipped)."""
+T = TypeVar("T")
+
+
+def _read_records(path: Path, parse: Callable[[dict[str, Any]], T]) -> list[T]:
+    """The records of a JSON-lines file a daemon appends to (missing: none; a line it cannot parse, cut
+    short when the daemon was killed, is skipped)."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
@@ -69,27 +73,28 @@ def read_detections(path: Path) -> list[Detection]:
     out = []
     for line in lines:
         try:
-            raw = json.loads(line)
-            out.append(Detection(site=str(raw["site"]), ts=float(raw["ts"]), how=str(raw["how"])))
+            out.append(parse(json.loads(line)))
         except (ValueError, KeyError, TypeError):
-            continue  # a line cut short when the agent was killed
-    return sorted(out, key=lambda d: d.ts)
+            continue
+    return out
+
+
+def read_detections(path: Path) -> list[Detection]:
+    """The detections the agent recorded, in time order."""
+
+    def parse(raw: dict[str, Any]) -> Detection:
+        return Detection(site=str(raw["site"]), ts=float(raw["ts"]), how=str(raw["how"]))
+
+    return sorted(_read_records(path, parse), key=lambda d: d.ts)
 
 
 def read_injections(path: Path) -> list[Injection]:
-    """The failures a site recorded (a missing file: none; an unreadable line is skipped)."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        return []
-    out = []
-    for line in lines:
-        try:
-            raw = json.loads(line)
-            out.append(Injection(site=str(raw["site"]), ts=float(raw["ts"]), down_s=float(raw["down_s"])))
-        except (ValueError, KeyError, TypeError):
-            continue  # a line cut short when the site was killed
-    return out
+    """The failures a site recorded."""
+
+    def parse(raw: dict[str, Any]) -> Injection:
+        return Injection(site=str(raw["site"]), ts=float(raw["ts"]), down_s=float(raw["down_s"]))
+
+    return _read_records(path, parse)
 
 
 def detectable(injections: Sequence[Injection], detection_s: float, window: RunWindow) -> list[Injection]:
