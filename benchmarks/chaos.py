@@ -33,7 +33,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -45,6 +44,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import redis
+from local_brokers import free_port, listens, wait_until
 from tcp_proxy import Proxy
 
 from edgeoff.wire import topics
@@ -58,29 +58,6 @@ PARTITIONED = "ec"
 KINDS = ("site_kill", "site_stop", "broker_restart", "redis_restart", "worker_kill", "partition")
 START_S = 30.0
 AGENT = "agent-1"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_until(ready: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not ready():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def listens(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-    except OSError:
-        return False
-    return True
 
 
 @dataclass

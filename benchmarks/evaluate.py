@@ -1,7 +1,9 @@
-"""Time the paper's full experiment: 5 datasets x 3 engines x 100 repetitions x 1000 application runs.
+"""Time the paper's full experiment: 5 datasets x 3 engines x 100 repetitions x 1000 application runs,
+then the DAG-aware engines (one plan per application run) on the same datasets.
 
-Run: python benchmarks/evaluate.py [--reps N] [--apps N].
-Last line: {"apps": n, "seconds": s, "us_per_app": x}.
+Run: python benchmarks/evaluate.py [--reps N] [--apps N] [--dag-reps N] [--dag-engines a,b].
+Last line: {"apps": n, "seconds": s, "us_per_app": x, "dag_us_per_app": {engine: x}} (us_per_app: the
+paper's engines; each DAG-aware engine timed alone on one worker, --dag-reps repetitions).
 For scale: the published prototype takes about 3.6 ms per application run on a 2-core machine.
 """
 
@@ -12,7 +14,7 @@ import json
 import os
 import time
 
-from edgeoff.engines import PAPER_ENGINES
+from edgeoff.engines import DAG_SOURCES, PAPER_ENGINES
 from edgeoff.evaluation.experiment import (
     ExperimentConfig,
     Setting,
@@ -28,6 +30,12 @@ def main() -> None:
     parser.add_argument("--apps", type=int, default=1000)
     parser.add_argument("--reps", type=int, default=100)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--dag-reps", type=int, default=10, help="repetitions per DAG-aware engine")
+    parser.add_argument(
+        "--dag-engines",
+        default="dag-belief,dag-reactive",
+        help=f"comma-separated dag-<source> ({', '.join(DAG_SOURCES)}); empty: none",
+    )
     args = parser.parse_args()
     scenario = default_scenario()
     datasets = tuple(scenario.datasets)
@@ -40,8 +48,24 @@ def main() -> None:
     seconds = time.perf_counter() - started
     apps = len(results) * args.apps * args.reps
     print(f"{len(results)} (dataset, engine) pairs, {apps} application runs, {args.workers} workers")
+    print(f"paper engines: {seconds / apps * 1e6:.2f} us per application run")
+    dag_us = {}
+    for engine in filter(None, args.dag_engines.split(",")):
+        one = ExperimentConfig(datasets, (engine,), (setting,), args.apps, args.dag_reps, 0, 1)
+        began = time.perf_counter()
+        run_experiment(scenario, one, traces, forecasts)
+        per_app = (time.perf_counter() - began) / (len(datasets) * args.apps * args.dag_reps) * 1e6
+        dag_us[engine] = round(per_app, 2)
+        print(f"{engine}: {per_app:.2f} us per application run (1 worker, {args.dag_reps} repetitions)")
     print(
-        json.dumps({"apps": apps, "seconds": round(seconds, 2), "us_per_app": round(seconds / apps * 1e6, 2)})
+        json.dumps(
+            {
+                "apps": apps,
+                "seconds": round(seconds, 2),
+                "us_per_app": round(seconds / apps * 1e6, 2),
+                "dag_us_per_app": dag_us,
+            }
+        )
     )
 
 

@@ -26,15 +26,16 @@ def free_port() -> int:
         return port
 
 
-def _wait_until(ready: Any, what: str) -> None:
-    deadline = time.monotonic() + TIMEOUT_S
+def wait_until(ready: Any, timeout: float, what: str) -> None:
+    """Poll `ready()` every 50 ms until it is true; RuntimeError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
     while not ready():
         if time.monotonic() > deadline:
-            raise RuntimeError(f"{what} did not start")
+            raise RuntimeError(f"timed out waiting for {what}")
         time.sleep(0.05)
 
 
-def _listens(port: int) -> bool:
+def listens(port: int) -> bool:
     try:
         socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
     except OSError:
@@ -72,10 +73,10 @@ def start_brokers(children: Children, workdir: Path) -> tuple[str, int, str]:
         encoding="utf-8",
     )
     children.start("mosquitto", [mosquitto, "-c", str(conf)])
-    _wait_until(lambda: _listens(port), "mosquitto")
+    wait_until(lambda: listens(port), TIMEOUT_S, "mosquitto")
     redis_port = free_port()
     args = ["--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     children.start("redis", [redis_server, *args, "--dir", str(workdir)])
     redis_url = f"redis://127.0.0.1:{redis_port}/0"
-    _wait_until(lambda: _redis_answers(redis_url), "redis-server")
+    wait_until(lambda: _redis_answers(redis_url), TIMEOUT_S, "redis-server")
     return "127.0.0.1", port, redis_url

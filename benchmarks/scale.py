@@ -21,7 +21,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ from typing import Any
 import msgpack
 import paho.mqtt.client as paho
 import redis
+from local_brokers import free_port, listens, wait_until
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edgeoff.wire import topics
@@ -46,21 +46,6 @@ HEARTBEAT_S = 0.15
 STALL_REPORT_S = 0.5  # an emulator tick this late is reported: the sender was starved, not the detector
 DETECTION_S = 1.5
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_until(ready: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not ready():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def cpu_s(pid: int) -> float:
@@ -167,7 +152,7 @@ def run(n: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             stderr=subprocess.STDOUT,
         )
     )
-    wait_until(lambda: _listens(port) and _listens(redis_port), 10, "brokers")
+    wait_until(lambda: listens(port) and listens(redis_port), 10, "brokers")
     sites = [f"s{i:05d}" for i in range(n)]
     sites_file = workdir / f"sites-{n}.txt"
     sites_file.write_text("\n".join(sites) + "\n", encoding="utf-8")
@@ -278,14 +263,6 @@ def run(n: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "worker_cpu_pct": round((cpu1 - cpu0) / max(measured_s, 1e-9) * 100, 1),
         "measured_s": round(measured_s, 1),
     }
-
-
-def _listens(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-    except OSError:
-        return False
-    return True
 
 
 def _observe(port: int, stop: threading.Event, downs: list[tuple[float, str]]) -> None:

@@ -12,12 +12,7 @@ import socket
 import threading
 import time
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from local_brokers import free_port
 
 
 class Proxy:

@@ -21,8 +21,10 @@ adds its own availability input, at the time scale of the task it decides (edgeo
   source of `mdp-<source>`; Algorithm 2 follows its fallback chain.
 
 `mdp-belief` runs offline (in `ENGINES`, what `--engines all` runs). The DAG-aware engines (`dag-*`) are
-in ISSUE_9_ENGINES: `get_engine` knows them and the live agent runs them (`dag-selected`); the offline
-simulator does not run them yet (its lockstep loop decides task by task).
+in ISSUE_9_ENGINES: `get_engine` knows them, the offline simulator runs them when named (`edgeoff evaluate
+--engines dag-belief,...`; edgeoff.evaluation.dag_runs: one plan per application run from the inputs the
+per-task MDP of the same source has at the run's start) and the live agent runs `dag-svr`, `dag-selected`
+and `dag-reactive` (mobile_agent.dag_plan); both follow edgeoff.dag.execute.
 """
 
 from __future__ import annotations

@@ -118,6 +118,11 @@ class Simulation(_Model):
         """Trace hours per model second."""
         return self.time_compression / 3600.0
 
+    def window_s(self, time_compression: float | None = None) -> float:
+        """Wall seconds of one availability window live: `prediction_window_h` at `time_compression`
+        trace seconds per wall second (None: this one), the rate of the sites' failures."""
+        return self.prediction_window_h * 3600.0 / (time_compression or self.time_compression)
+
 
 class Decision(_Model):
     discount: Annotated[float, Field(ge=0, lt=1)] = 0.0

@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeoff.cost import CostModel
 from edgeoff.engines import get_engine
 from edgeoff.errors import EdgeoffError
 from edgeoff.files import check_output
@@ -61,7 +62,7 @@ from edgeoff.wire.store import TaskStore, redis_client
 from mobile_agent.avoidance import AvoidingView
 from mobile_agent.dag_plan import DagApplication, start_application
 from mobile_agent.events import EventPump
-from mobile_agent.meter import summarise_run
+from mobile_agent.meter import TaskMeter, summarise_run
 from mobile_agent.planner import (
     Planner,
     PlannerSettings,
@@ -163,8 +164,9 @@ class MobileAgent(TaskExecution, RemoteAttempts, EventPump, PolicyPublishing):
         self._last_fallback: dict[str, Any] | None = None
         self._refused: int | None = None
         self._application: DagApplication | None = None
-        self.record = RunRecord()
-        self.recorder = RunRecorder()  # what `edgeoff twin` needs to replay a run (mobile_agent.twin_record)
+        self.record = RunRecord(meter=TaskMeter(CostModel.from_scenario(scenario), scenario.site_types))
+        # what `edgeoff twin` needs to replay a run (mobile_agent.twin_record): opt-in, bounded
+        self.recorder = RunRecorder(enabled=settings.record_twin, max_entries=settings.twin_max_entries)
 
     # ------------------------------------------------------------------ the run
 
@@ -239,7 +241,8 @@ class MobileAgent(TaskExecution, RemoteAttempts, EventPump, PolicyPublishing):
             if self.stop.is_set():  # SIGTERM: stop after the current task
                 return
             measurement = self._run_task(run, spec, site_of)
-            self.record.tasks.append(measurement)
+            self.record.meter.add(measurement)
+            self.recorder.task(self.wall_clock(), measurement, self.site_ids)
             if not measurement.completed:
                 log.error("agent: app run %d abandoned after task %s could not run", run, spec.name)
                 return
@@ -261,7 +264,7 @@ class MobileAgent(TaskExecution, RemoteAttempts, EventPump, PolicyPublishing):
             self.scenario,
             self.settings.dataset,
             self.planner.engine.name,
-            r.tasks,
+            r.meter,
             site_usable_share=usable,
             believed_availability=believed,
         )
@@ -271,11 +274,12 @@ class MobileAgent(TaskExecution, RemoteAttempts, EventPump, PolicyPublishing):
             apps_completed=r.apps_done,
             fallbacks=r.fallback_count,
             fallback_log=r.fallbacks,
-            detections=[{"site": d.site, "ts": d.ts, "how": d.how} for d in r.detections],
+            detections=[{"site": d.site, "ts": d.ts, "how": d.how} for d in r.detections],  # the first ones
+            detections_count=r.detection_count,
             policy_versions=self._policy_version,
             time_scale=self.settings.time_scale,
             counters=self.counters.snapshot(),
-            twin=self.recorder.to_json(r.tasks, self.site_ids),
+            twin=self.recorder.to_json(),  # None: not recorded (record_twin off)
         )
         return record
 

@@ -1,13 +1,15 @@
 """The DAG-aware engines live (`dag-selected`, `dag-svr`, `dag-reactive`): one plan per application run.
 
+The rule is edgeoff.dag.execute's, shared with the offline simulator (edgeoff/evaluation/dag_runs.py).
 When an application run starts, :func:`start_application` solves the application's finite-horizon MDP
 (:func:`edgeoff.dag.plan_application`) over the agent's view: the costs of every task
-(:meth:`Planner.costs`), the availability the planner's engine would use (the worker's predictions, or 1
-for `dag-reactive`) and the feasible sites (memory, the phone for a task that cannot be offloaded, the sites
-usable at the start). Each task then gets a :class:`DagTaskPlan`: the plan's action in the task's state
-(the sites earlier tasks ran on, and the sites known down: unusable in the view, or failed during this run),
-and after a failure Algorithm 2's next action is the plan's action once that site is known down too. The
-plan is not re-solved within the run (predictions that arrive meanwhile count from the next run).
+(:func:`edgeoff.dag.execute.application_costs`), the availability the planner's engine would use (the
+worker's predictions, or 1 for `dag-reactive`) and the feasible sites (memory, the phone for a task that
+cannot be offloaded, the sites usable at the start). Each task then gets a :class:`DagTaskPlan`: the
+plan's action in the task's state (the sites earlier tasks ran on, and the sites known down: unusable in
+the view, or failed during this run), and after a failure Algorithm 2's next action is the plan's action
+once that site is known down too. The plan is not re-solved within the run (predictions that arrive
+meanwhile count from the next run).
 
 Pure, like the planner: no clock, no sockets.
 """
@@ -18,8 +20,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from edgeoff.cost import TaskCosts
 from edgeoff.dag import ApplicationPlan, plan_application
+from edgeoff.dag.execute import application_costs, application_feasible, attempt_ranking
 from edgeoff.decision import next_action
 from edgeoff.errors import NoFeasibleSolutionError
 from mobile_agent.planner import AgentView, Fallback, Planner, TaskPlan, TaskSpec
@@ -37,18 +39,23 @@ class DagApplication:
     """
 
     def __init__(self, planner: Planner, specs: Sequence[TaskSpec], view: AgentView) -> None:
-        costs = [planner.costs(spec) for spec in specs]  # each (1, S, S)
-        time_s = np.concatenate([c.time_s for c in costs])[None]  # (1, T, S, S)
-        energy_j = np.concatenate([c.energy_j for c in costs])[None]
+        sizes = [[[getattr(spec, name) for spec in specs]] for name in ("mi", "input_kb", "output_kb")]
+        costs = application_costs(planner.model, *sizes)  # (1, T, S, S)
         # per task, what the planner's engine would use from the phone (edgeoff.knowledge): (T, S)
         availability = np.stack([planner.availability(spec, planner.mobile, view) for spec in specs])
-        feasible = np.stack([planner.feasible(spec, view) for spec in specs])  # (T, S)
+        feasible = application_feasible(  # (1, T, S)
+            planner.model,
+            view.memory_gb(),
+            [[spec.memory_gb for spec in specs]],
+            [[spec.offloadable for spec in specs]],
+            view.usable()[None, :],
+        )
         self.mobile = planner.mobile
         self.plan: ApplicationPlan = plan_application(
             [spec.source for spec in specs],
-            TaskCosts(time_s, energy_j),
+            costs,
             availability[None],
-            feasible[None],
+            feasible,
             planner.model,
             planner.decision,
         )
@@ -92,9 +99,9 @@ class DagTaskPlan(TaskPlan):
     def _ranking(self, known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         plan = self.application.plan
         mask = plan.structure.mask_of(known[None, :])
-        cost = plan.action_values(self.task, [self.placement], mask)[0]  # (S,), +inf: barred
-        values = -cost
-        return values, ~np.isfinite(values) | known
+        cost = plan.action_values(self.task, [self.placement], mask)  # (1, S), +inf: barred
+        values, excluded = attempt_ranking(cost, known[None, :])
+        return values[0], excluded[0]
 
     def fail(self, reason: str, *, unusable: np.ndarray | None = None) -> int:
         """The current action failed: it is known down for the rest of the run; the plan's next action.

@@ -3,6 +3,7 @@ once and the policy is republished when it changed."""
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -11,18 +12,15 @@ from typing import TYPE_CHECKING
 
 from edgeoff.ops import MAX_IDLE_WAIT_S, Operations
 from edgeoff.ops.logs import DropLog, RateLimitedLog
-from edgeoff.scenario import Scenario
 from edgeoff.wire import topics
 from edgeoff.wire.codec import decode_json, decode_msgpack
 from edgeoff.wire.errors import DecodeError, TopicError
 from edgeoff.wire.messages import Prediction, SiteProfile, SiteStatus, TaskResult
-from edgeoff.wire.mqtt import Connected, Counters, Disconnected, Message, MqttClient, MqttEvent
+from edgeoff.wire.mqtt import Connected, Disconnected, Message, MqttEvent
 from edgeoff.wire.sessions import SessionBound
-from mobile_agent.avoidance import AvoidingView
 from mobile_agent.meter import Detection
-from mobile_agent.planner import Change, Planner
-from mobile_agent.record import RunRecord
-from mobile_agent.settings import AgentSettings
+from mobile_agent.planner import Change
+from mobile_agent.state import AgentState
 from mobile_agent.twin_record import RunRecorder
 
 __all__ = ["REFUSED_CODES", "EventPump"]
@@ -34,20 +32,9 @@ REFUSED_CODES = frozenset({0x86, 0x87, 4, 5})
 log = logging.getLogger("edgeoff.agent")
 
 
-class EventPump:
-    """Event handling of `MobileAgent` (a mixin: the agent's state)."""
+class EventPump(AgentState):
+    """Event handling of `MobileAgent` (a mixin over `AgentState`)."""
 
-    settings: AgentSettings
-    scenario: Scenario
-    planner: Planner
-    view: AvoidingView
-    site_ids: tuple[str, ...]
-    mobile: int
-    mqtt: MqttClient
-    counters: Counters
-    clock: Callable[[], float]
-    wall_clock: Callable[[], float]
-    record: RunRecord
     recorder: RunRecorder
     ops: Operations
     stop: threading.Event
@@ -165,7 +152,21 @@ class EventPump:
                 forecast=float(self.view.forecasts()[i]),
             )
         if change == "down":
-            self.record.detections.append(Detection(site=site, ts=self.wall_clock(), how=how))
+            self._detected(Detection(site=site, ts=self.wall_clock(), how=how))
             log.warning("agent: site %s is down (%s)", site, how)
         elif change == "up":
             log.info("agent: site %s is up", site)
+
+    def _detected(self, detection: Detection) -> None:
+        """Count the detection, keep the first ones, append it to the detection log (if set)."""
+        self.record.detected(detection)
+        path = self.settings.detection_log
+        if path is None:
+            return
+        line = json.dumps({"site": detection.site, "ts": detection.ts, "how": detection.how})
+        try:
+            with path.open("a", encoding="utf-8") as log_file:
+                log_file.write(line + "\n")
+        except OSError as exc:
+            self.counters.incr("detection_log_errors")
+            self._quiet.log(logging.WARNING, "detection_log", "agent: %s", f"cannot append to {path}: {exc}")

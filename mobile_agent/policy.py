@@ -8,30 +8,15 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from edgeoff.scenario import Scenario
 from edgeoff.wire import topics
-from edgeoff.wire.mqtt import Counters, MqttClient
-from mobile_agent.avoidance import AvoidingView
-from mobile_agent.planner import Planner
-from mobile_agent.record import RunRecord
-from mobile_agent.settings import AgentSettings
+from mobile_agent.state import AgentState
 
 __all__ = ["PolicyPublishing"]
 
 
-class PolicyPublishing:
-    """Policy publishing of `MobileAgent` (a mixin: the agent's state)."""
+class PolicyPublishing(AgentState):
+    """Policy publishing of `MobileAgent` (a mixin over `AgentState`)."""
 
-    settings: AgentSettings
-    scenario: Scenario
-    planner: Planner
-    view: AvoidingView
-    site_ids: tuple[str, ...]
-    mqtt: MqttClient
-    counters: Counters
-    clock: Callable[[], float]
-    wall_clock: Callable[[], float]
-    record: RunRecord
     on_policy: Callable[[dict[str, Any]], None] | None
     _policy_topic: str
     _policy_version: int

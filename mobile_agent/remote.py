@@ -13,18 +13,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from edgeoff.ops.logs import RateLimitedLog, excerpt
-from edgeoff.scenario import Scenario
 from edgeoff.wire import topics
 from edgeoff.wire.codec import encode_msgpack
 from edgeoff.wire.errors import StoreError
 from edgeoff.wire.messages import ERROR_BUSY, ERROR_STORE, MAX_WALL_TS, TaskRequest, TaskResult
-from edgeoff.wire.mqtt import Counters, MqttClient
 from edgeoff.wire.store import TaskStore
-from mobile_agent.avoidance import AvoidingView
 from mobile_agent.meter import Phase
-from mobile_agent.planner import Planner, TaskSpec
-from mobile_agent.record import RunRecord
-from mobile_agent.settings import AgentSettings
+from mobile_agent.planner import TaskSpec
+from mobile_agent.state import AgentState
 
 __all__ = ["Failure", "RemoteAttempts"]
 
@@ -41,20 +37,9 @@ class Failure:
     detail: str
 
 
-class RemoteAttempts:
-    """Remote attempts of `MobileAgent` (a mixin: the agent's state, set in its `__init__`)."""
+class RemoteAttempts(AgentState):
+    """Remote attempts of `MobileAgent` (a mixin over `AgentState`)."""
 
-    settings: AgentSettings
-    scenario: Scenario
-    planner: Planner
-    site_ids: tuple[str, ...]
-    mobile: int
-    mqtt: MqttClient
-    counters: Counters
-    clock: Callable[[], float]
-    wall_clock: Callable[[], float]
-    record: RunRecord
-    view: AvoidingView
     store: TaskStore | None
     _store_down_since: float | None
     _sent: dict[tuple[str, int], int]

@@ -12,6 +12,7 @@ from pydantic_settings import SettingsConfigDict
 from edgeoff.ids import Id
 from edgeoff.ops import OpsSettings
 from edgeoff.wire.settings import DaemonSettings
+from mobile_agent.twin_record import DEFAULT_TWIN_MAX_ENTRIES
 
 __all__ = ["AgentSettings"]
 
@@ -42,3 +43,9 @@ class AgentSettings(DaemonSettings, OpsSettings):
     store_backoff_s: Annotated[float, Field(ge=0)] = 1.0  # after "store unavailable": phone only this long
     # read results back from Redis, fence attempts off, check a "store unavailable" answer against Redis
     use_store: bool = True
+    record_twin: bool = False  # record the run for `edgeoff twin` (edgeoff up turns it on)
+    # the twin record's cap, entries (application runs, tasks, view changes; about 1 KB each in memory):
+    # beyond it the record stops and is marked truncated (`edgeoff twin` then compares the prefix)
+    twin_max_entries: Annotated[int, Field(ge=1)] = DEFAULT_TWIN_MAX_ENTRIES
+    # append every detection of a failed site as one JSON line {site, ts, how} (edgeoff up reads it)
+    detection_log: Path | None = None

@@ -8,35 +8,21 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from edgeoff.errors import NoFeasibleSolutionError
-from edgeoff.scenario import Scenario
-from edgeoff.wire.mqtt import Counters, MqttClient
-from mobile_agent.avoidance import AvoidingView
 from mobile_agent.dag_plan import DagApplication
 from mobile_agent.meter import Attempt, Phase, TaskMeasurement
-from mobile_agent.planner import Planner, TaskPlan, TaskSpec
-from mobile_agent.record import MAX_RECORDED_FALLBACKS, RunRecord
+from mobile_agent.planner import TaskPlan, TaskSpec
+from mobile_agent.record import MAX_RECORDED_FALLBACKS
 from mobile_agent.remote import Failure
-from mobile_agent.settings import AgentSettings
+from mobile_agent.state import AgentState
 
 __all__ = ["TaskExecution"]
 
 log = logging.getLogger("edgeoff.agent")
 
 
-class TaskExecution:
-    """Task execution of `MobileAgent` (a mixin: the agent's state)."""
+class TaskExecution(AgentState):
+    """Task execution of `MobileAgent` (a mixin over `AgentState`)."""
 
-    settings: AgentSettings
-    scenario: Scenario
-    planner: Planner
-    view: AvoidingView
-    site_ids: tuple[str, ...]
-    mobile: int
-    mqtt: MqttClient
-    counters: Counters
-    clock: Callable[[], float]
-    wall_clock: Callable[[], float]
-    record: RunRecord
     _nonce: str
     _task_seq: int
     _policy_dirty: bool

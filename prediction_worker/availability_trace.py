@@ -45,6 +45,7 @@ from edgeoff.forecasting import (
     select_forecaster,
 )
 from edgeoff.forecasting.belief import BeliefForecaster
+from edgeoff.scenario import Simulation
 from edgeoff.traces import NodeTrace, TwoStateModel, daily_availability, two_state_model
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "DEFAULT_REFIT_EVERY",
     "DEFAULT_TASK_S",
     "DEFAULT_WINDOW_S",
+    "AvailabilityWindow",
     "Forecast",
     "Interval",
     "SitePredictor",
@@ -64,7 +66,23 @@ __all__ = [
 
 FloatArray = npt.NDArray[np.float64]
 
-DEFAULT_WINDOW_S = 60.0  # wall seconds per availability window in live runs
+DEFAULT_WINDOW_S = 60.0  # wall seconds per availability window of a SiteTrace made without one
+
+
+@dataclass(frozen=True)
+class AvailabilityWindow:
+    """One availability window of the live forecasters: `seconds` of wall time standing for `trace_h`
+    trace hours (the scenario's prediction_window_h at the sites' time compression)."""
+
+    seconds: float
+    trace_h: float
+
+    @classmethod
+    def of(cls, simulation: Simulation, time_compression: float | None = None) -> AvailabilityWindow:
+        """The window of `simulation` at `time_compression` (None: the scenario's)."""
+        return cls(simulation.window_s(time_compression), simulation.prediction_window_h)
+
+
 DEFAULT_MAX_WINDOWS = 365  # a year of daily seed values, or six hours of one-minute live windows
 DEFAULT_MAX_INTERVALS = 1000  # up/down intervals kept per site (the Redis copy is bounded separately)
 DEFAULT_MIN_WINDOWS = 10  # below this the inner split of select_forecaster leaves nothing to compare

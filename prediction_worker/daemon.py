@@ -63,7 +63,7 @@ from edgeoff.ops import (
     settings_parser,
 )
 from edgeoff.ops.logs import DropLog, RateLimitedLog
-from edgeoff.scenario import load_scenario
+from edgeoff.scenario import Simulation, load_scenario
 from edgeoff.traces import load_node_table
 from edgeoff.wire import topics
 from edgeoff.wire.codec import decode_json, decode_msgpack
@@ -71,6 +71,7 @@ from edgeoff.wire.errors import DecodeError, StoreError, TopicError
 from edgeoff.wire.messages import Heartbeat, Prediction, SiteStatus
 from edgeoff.wire.mqtt import Connected, Disconnected, Inbox, Message, MqttClient, MqttEvent
 from edgeoff.wire.sessions import SessionBound
+from prediction_worker.availability_trace import AvailabilityWindow
 from prediction_worker.detector import Detector, FixedTimeoutDetector, PhiAccrualDetector
 from prediction_worker.heartbeats import HeartbeatBoard, HeartbeatIntake
 from prediction_worker.predictions import PredictionPublishing, Seed, _SiteView
@@ -118,12 +119,15 @@ class PredictionWorker(HeartbeatIntake, PredictionPublishing):
         stop: threading.Event,
         seeds: Mapping[str, Seed] | None = None,
         sites: Sequence[str] = (),
+        window: AvailabilityWindow | None = None,
         stall_s: float = DEFAULT_STALL_S,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         ops: Operations | None = None,
     ) -> None:
         self.settings = settings
+        # the forecasters' window (build_worker: the scenario's); None: [simulation]'s defaults
+        self.window = window or AvailabilityWindow.of(Simulation(), settings.time_compression)
         self.detector = detector
         self.store = store
         self.stop = stop
@@ -422,6 +426,7 @@ def build_worker(
         stop=stop,
         seeds=seeds,
         sites=sites,
+        window=AvailabilityWindow.of(scenario.simulation, settings.time_compression),
         stall_s=heartbeat_s * missed / 2,  # half the detection time
         ops=ops,
     )

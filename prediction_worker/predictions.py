@@ -39,7 +39,13 @@ from edgeoff.wire.codec import encode_json
 from edgeoff.wire.errors import StoreError
 from edgeoff.wire.messages import DOWN_MODEL, MAX_COUNTER, Prediction
 from edgeoff.wire.mqtt import Counters, MqttClient
-from prediction_worker.availability_trace import SitePredictor, SiteTrace, seed_model, seed_windows
+from prediction_worker.availability_trace import (
+    AvailabilityWindow,
+    SitePredictor,
+    SiteTrace,
+    seed_model,
+    seed_windows,
+)
 from prediction_worker.detector import Verdict
 from prediction_worker.settings import WorkerSettings
 from prediction_worker.store import PredictionStore
@@ -77,6 +83,7 @@ class PredictionPublishing:
     """Verdicts, windows and predictions of `PredictionWorker` (a mixin: the worker's state)."""
 
     settings: WorkerSettings
+    window: AvailabilityWindow
     store: PredictionStore
     mqtt: MqttClient
     counters: Counters
@@ -119,15 +126,15 @@ class PredictionPublishing:
             log.warning("worker: cannot restore the windows of %s: %s", site, exc)
         view = _SiteView(
             trace=SiteTrace(
-                window_s=self.settings.window_s, max_windows=self.settings.max_windows, history=history
+                window_s=self.window.seconds, max_windows=self.settings.max_windows, history=history
             ),
             predictor=SitePredictor(
                 seed_node=seed.node if seed is not None else None,
                 seed=seed_model(seed.trace) if seed is not None else None,
-                window_h=self.settings.window_trace_h,
+                window_h=self.window.trace_h,
                 min_windows=self.settings.min_windows,
                 refit_every=self.settings.refit_every,
-                task_windows=self.settings.belief_task_s / self.settings.window_s,
+                task_windows=self.settings.belief_task_s / self.window.seconds,
             ),
         )
         self._views[site] = view

@@ -1,13 +1,16 @@
-"""Settings of a prediction worker: every field is a flag (`--window-s`) and a variable
-(`EDGEOFF_WORKER_WINDOW_S`); see edgeoff.ops.settings. The heartbeat interval and the missed-heartbeat count
-are not settings of the worker: they come from the scenario's [detection], as the sites' interval does."""
+"""Settings of a prediction worker: every field is a flag (`--max-windows`) and a variable
+(`EDGEOFF_WORKER_MAX_WINDOWS`); see edgeoff.ops.settings. The heartbeat interval and the missed-heartbeat
+count are not settings of the worker: they come from the scenario's [detection], as the sites' interval
+does; nor is the availability window: the scenario's [simulation] prediction_window_h at the sites' time
+compression (:meth:`edgeoff.scenario.Simulation.window_s`), so that worker and sites cannot disagree."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from edgeoff.ids import Id
@@ -18,7 +21,6 @@ from prediction_worker.availability_trace import (
     DEFAULT_MIN_WINDOWS,
     DEFAULT_REFIT_EVERY,
     DEFAULT_TASK_S,
-    DEFAULT_WINDOW_S,
 )
 from prediction_worker.detector import (
     DEFAULT_PHI_MIN_STD_S,
@@ -28,7 +30,9 @@ from prediction_worker.detector import (
     Shard,
 )
 
-__all__ = ["WorkerSettings"]
+__all__ = ["DEPRECATED", "WorkerSettings"]
+
+DEPRECATED = ("window_s", "window_trace_h")  # read for one release, with a warning, and ignored
 
 
 class WorkerSettings(DaemonSettings, OpsSettings):
@@ -43,8 +47,12 @@ class WorkerSettings(DaemonSettings, OpsSettings):
     phi_min_std_s: Annotated[float, Field(gt=0)] = DEFAULT_PHI_MIN_STD_S  # phi detector: std floor, s
     phi_pause_s: Annotated[float, Field(ge=0)] = DEFAULT_PHI_PAUSE_S  # phi detector: acceptable pause, s
     poll_s: Annotated[float, Field(gt=0)] = 0.025  # detector polling: adds at most this to detection time
-    window_s: Annotated[float, Field(gt=0)] = DEFAULT_WINDOW_S  # availability window, wall seconds
-    window_trace_h: Annotated[float, Field(gt=0)] = 24.0  # trace hours one window stands for (mttf model)
+    # trace seconds per wall second of the sites' failures (give the sites' value); None: the scenario's
+    # [simulation] time_compression. The availability window is prediction_window_h at this rate.
+    time_compression: Annotated[float, Field(gt=0)] | None = None
+    # deprecated and ignored (a warning): the window comes from the scenario and time_compression
+    window_s: Annotated[float, Field(gt=0)] | None = None
+    window_trace_h: Annotated[float, Field(gt=0)] | None = None  # deprecated and ignored, as window_s
     max_windows: Annotated[int, Field(ge=2)] = DEFAULT_MAX_WINDOWS  # windows kept per site
     min_windows: Annotated[int, Field(ge=2)] = DEFAULT_MIN_WINDOWS  # windows before a forecaster is fitted
     refit_every: Annotated[int, Field(ge=1)] = DEFAULT_REFIT_EVERY  # closed windows between refits
@@ -71,6 +79,18 @@ class WorkerSettings(DaemonSettings, OpsSettings):
     @classmethod
     def _shard_valid(cls, value: str) -> str:
         return str(Shard.parse(value))
+
+    @model_validator(mode="after")
+    def _deprecated(self) -> Self:
+        for name in DEPRECATED:
+            if getattr(self, name) is not None:
+                warnings.warn(
+                    f"the worker setting {name} is deprecated and ignored: the availability window is the "
+                    "scenario's [simulation] prediction_window_h at the time compression (time_compression)",
+                    FutureWarning,
+                    stacklevel=2,
+                )
+        return self
 
     @property
     def shard_spec(self) -> Shard:

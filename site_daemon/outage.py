@@ -6,15 +6,12 @@ import json
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
-from edgeoff.scenario import Site
-from edgeoff.wire.messages import TaskResult
-from edgeoff.wire.mqtt import Counters, MqttClient
 from site_daemon.failure_injection import Period
 from site_daemon.heartbeats import HeartbeatSender
-from site_daemon.settings import SiteSettings
+from site_daemon.state import SiteState
 
 __all__ = ["KEEPALIVE_GRACE", "InjectedFailures"]
 
@@ -23,25 +20,16 @@ log = logging.getLogger("edgeoff.site")
 KEEPALIVE_GRACE = 1.5  # Mosquitto drops a client after 1.5 x its keepalive without a packet
 
 
-class InjectedFailures:
-    """Failure injection of `SiteDaemon` (a mixin: the daemon's state)."""
+class InjectedFailures(SiteState):
+    """Failure injection of `SiteDaemon` (a mixin over `SiteState`)."""
 
-    settings: SiteSettings
-    site: Site
-    mqtt: MqttClient
-    counters: Counters
-    clock: Callable[[], float]
-    wall_clock: Callable[[], float]
     failures: Iterator[Period] | None
     _next_phase_at: float | None
     _link_expires_at: float | None
-    _session: int | None
-    _up: bool
     _generation: int
     _abort: threading.Event
     _heartbeats: HeartbeatSender
     _queue: deque[Any]
-    _unsent: list[tuple[str, TaskResult]]
 
     def _next_phase(self) -> None:
         assert self.failures is not None

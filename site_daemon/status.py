@@ -11,20 +11,18 @@ from __future__ import annotations
 
 import logging
 import queue
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal
 
 from edgeoff.ops.logs import DropLog
-from edgeoff.scenario import Site
 from edgeoff.wire import topics
 from edgeoff.wire.codec import decode_json, encode_json
 from edgeoff.wire.errors import DecodeError
 from edgeoff.wire.messages import SiteProfile, SiteStatus, TaskResult
-from edgeoff.wire.mqtt import Connected, Counters, Message, MqttClient, Will
+from edgeoff.wire.mqtt import Connected, Message, Will
 from edgeoff.wire.sessions import SessionBound
 from edgeoff.wire.store import TaskStore
 from site_daemon.heartbeats import HeartbeatSender
-from site_daemon.settings import SiteSettings
+from site_daemon.state import SiteState
 from site_daemon.tasks import SiteEvent
 
 __all__ = ["REPAIR_INTERVAL_S", "StatusKeeping"]
@@ -34,22 +32,13 @@ REPAIR_INTERVAL_S = 0.1  # at most ten re-publications of the online status a se
 log = logging.getLogger("edgeoff.site")
 
 
-class StatusKeeping:
-    """Connection, status and heartbeats of `SiteDaemon` (a mixin: the daemon's state)."""
+class StatusKeeping(SiteState):
+    """Connection, status and heartbeats of `SiteDaemon` (a mixin over `SiteState`)."""
 
-    settings: SiteSettings
-    site: Site
     store: TaskStore
-    mqtt: MqttClient
-    counters: Counters
-    clock: Callable[[], float]
-    wall_clock: Callable[[], float]
     inbox: queue.Queue[SiteEvent]
     _heartbeats: HeartbeatSender
     _status_topic: str
-    _session: int | None
-    _up: bool
-    _unsent: list[tuple[str, TaskResult]]
     _drops: DropLog
     _sessions: SessionBound
     _repair_due: float | None  # when to re-publish the online status over a foreign one (None: not)

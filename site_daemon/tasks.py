@@ -25,15 +25,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from edgeoff.ops.logs import DropLog, RateLimitedLog
-from edgeoff.scenario import Site
 from edgeoff.wire import topics
 from edgeoff.wire.codec import decode_msgpack, encode_msgpack
 from edgeoff.wire.errors import DecodeError, StoreError, TopicError
 from edgeoff.wire.messages import ERROR_BUSY, ERROR_STORE, TaskRequest, TaskResult
-from edgeoff.wire.mqtt import Counters, Message, MqttClient, MqttEvent
+from edgeoff.wire.mqtt import Message, MqttEvent
 from edgeoff.wire.store import MAX_LEASE_MS, Claim, TaskStore
 from site_daemon.execution import HandlerRegistry, Outcome, execute, instant_outcome
-from site_daemon.settings import SiteSettings
+from site_daemon.state import SiteState
 
 __all__ = ["SiteEvent", "TaskClaims", "TaskFinished", "lease_ms"]
 
@@ -83,16 +82,10 @@ class _Accepted:
     session: int
 
 
-class TaskClaims:
-    """The task path of `SiteDaemon` (a mixin: the state is the daemon's, set in its `__init__`)."""
+class TaskClaims(SiteState):
+    """The task path of `SiteDaemon` (a mixin over `SiteState`)."""
 
-    settings: SiteSettings
-    site: Site
     store: TaskStore
-    mqtt: MqttClient
-    counters: Counters
-    clock: Callable[[], float]
-    wall_clock: Callable[[], float]
     inbox: queue.Queue[SiteEvent]
     compute_s: Callable[[float], float]
     handlers: HandlerRegistry
@@ -100,11 +93,8 @@ class TaskClaims:
     _pool: ThreadPoolExecutor
     _in_pool: int
     _queue: deque[_Accepted]
-    _session: int | None
-    _up: bool
     _generation: int
     _abort: threading.Event
-    _unsent: list[tuple[str, TaskResult]]
     _task_seconds_by_ok: dict[bool, Any]
     _drops: DropLog
     _quiet: RateLimitedLog

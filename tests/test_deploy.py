@@ -317,3 +317,31 @@ def test_install_script_dry_run_changes_nothing() -> None:
         assert f"/etc/systemd/system/{unit}" in proc.stdout
     assert "/opt/edgeoff/venv" in proc.stdout
     assert "systemctl daemon-reload" in proc.stdout
+
+
+def _flag(args: list[str], flag: str) -> str | None:
+    return str(args[args.index(flag) + 1]) if flag in args else None
+
+
+def test_worker_and_agent_run_at_the_sites_time_compression() -> None:
+    """The worker's availability window and the agent's planner follow the sites' failure rate: every
+    deployment gives them the sites' --time-compression."""
+    ours = ("site-", "worker", "agent")
+    compose = {name: s["command"] for name, s in compose_services().items() if name.startswith(ours)}
+    k8s = {
+        w["metadata"]["name"]: w["spec"]["template"]["spec"]["containers"][0].get("args", [])
+        for w in k8s_workloads()
+        if w["metadata"]["name"].startswith(ours)
+    }
+    for commands in (compose, k8s):
+        rates = {name: _flag(args, "--time-compression") for name, args in commands.items()}
+        assert len(rates) == 6, rates
+        assert len(set(rates.values())) == 1, rates
+        assert None not in rates.values(), rates
+    systemd = {}
+    for daemon in ("site", "worker", "agent"):
+        lines = (REPO / "systemd" / "env" / f"{daemon}.env").read_text(encoding="utf-8").splitlines()
+        values = dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
+        systemd[daemon] = values.get(f"EDGEOFF_{daemon.upper()}_TIME_COMPRESSION")
+    assert len(set(systemd.values())) == 1, systemd
+    assert None not in systemd.values(), systemd

@@ -1,4 +1,5 @@
-"""The mobile agent's pure core: view, Algorithm 2 over failing sites, policy recomputation, the meter."""
+"""The mobile agent's pure core: view, Algorithm 2 over failing sites, policy recomputation (the meter:
+test_meter.py)."""
 
 from __future__ import annotations
 
@@ -14,17 +15,6 @@ from edgeoff.errors import EvaluationError, NoFeasibleSolutionError
 from edgeoff.scenario import Scenario, default_scenario
 from edgeoff.traces import load_node_table
 from edgeoff.wire.messages import DOWN_MODEL, Prediction, SiteStatus
-from mobile_agent.meter import (
-    Attempt,
-    Detection,
-    Injection,
-    Phase,
-    TaskMeasurement,
-    detection_summary,
-    phase_energy_j,
-    response_times_s,
-    summarise_run,
-)
 from mobile_agent.planner import (
     AgentView,
     Planner,
@@ -279,85 +269,3 @@ def test_sampled_runs_follow_the_dag(scenario: Scenario) -> None:
         for spec in run:
             assert spec.source < spec.index
             assert spec.mi > 0
-
-
-# -------------------------------------------------------------------------------------------- meter
-
-
-def test_phase_energy_uses_the_phone_power_of_each_phase(scenario: Scenario) -> None:
-    model = CostModel.from_scenario(scenario)
-    # power: upload 1.3 W, download 1.0 W, compute 0.9 W, idle 0.3 W
-    assert phase_energy_j(model, Phase("upload", 2.0, MD, ED)) == pytest.approx(2.6)
-    assert phase_energy_j(model, Phase("upload", 2.0, ED, EC)) == pytest.approx(0.6)  # two sites talk
-    assert phase_energy_j(model, Phase("execute", 2.0, MD, MD)) == pytest.approx(1.8)
-    assert phase_energy_j(model, Phase("execute", 2.0, MD, ED)) == pytest.approx(0.6)
-    assert phase_energy_j(model, Phase("download", 2.0, ED, MD)) == pytest.approx(2.0)
-    assert phase_energy_j(model, Phase("detect", 1.5, MD, ED)) == pytest.approx(1.95)
-    assert phase_energy_j(model, Phase("detect", 1.5, EC, ED)) == pytest.approx(0.45)
-
-
-def measurement(
-    run: int, level: int, seconds: float, site: int, attempts: tuple[Attempt, ...]
-) -> TaskMeasurement:
-    phases = (Phase("execute", seconds, MD, site),)
-    return TaskMeasurement(run, level, site != MD, True, site, phases, attempts)
-
-
-def test_response_time_is_the_slowest_task_per_level_summed() -> None:
-    tasks = [
-        measurement(0, 0, 1.0, MD, ()),
-        measurement(0, 1, 2.0, ED, ()),
-        measurement(0, 1, 3.0, EC, ()),  # same level: only the slowest counts
-        measurement(0, 2, 0.5, MD, ()),
-        measurement(1, 0, 4.0, MD, ()),
-    ]
-    assert response_times_s(tasks).tolist() == [4.5, 4.0]
-
-
-def test_summary_on_a_hand_computed_run(scenario: Scenario) -> None:
-    ok_remote = (Attempt(ED, True, True),)
-    failed_then_ok = (Attempt(EC, False, True, "site offline"), Attempt(CD, True, True))
-    tasks = [
-        measurement(0, 0, 1.0, MD, (Attempt(MD, True, False),)),  # local: 0.9 J
-        measurement(0, 1, 2.0, ED, ok_remote),  # remote execute: idle 0.3 W -> 0.6 J
-        measurement(1, 0, 3.0, CD, failed_then_ok),  # 0.9 J
-        TaskMeasurement(1, 1, True, False, None, (), ()),  # never completed
-    ]
-    usable = np.array([1.0, 1.0, 0.5, 1.0, 1.0])
-    record = summarise_run(
-        scenario, "DS1", "mdp-svr", tasks, site_usable_share=usable, believed_availability=np.full(5, 0.9)
-    )
-    assert record["apps"] == 2
-    assert record["rt_s"]["mean"] == pytest.approx(3.0)  # runs: 1 + 2 and 3 + 0
-    assert record["rt_s"]["std"] == pytest.approx(0.0)
-    assert record["rt_s_total"] == pytest.approx(6.0)
-    assert record["energy_j"] == pytest.approx(2.4)
-    assert record["battery_pct"]["mean"] == pytest.approx((34200 - 2.4) / 34200 * 100)
-    assert record["availability_pct"]["mean"] == pytest.approx(200 / 3)  # 2 of 3 remote attempts
-    assert record["failures"] == 1
-    assert record["failures_per_1000_apps"] == pytest.approx(500.0)
-    assert record["offloads_per_1000_apps"] == pytest.approx(1500.0)
-    assert record["distribution_pct"] == {"MD": 0.0, "ED": 50.0, "EC": 0.0, "ER": 0.0, "CD": 50.0}
-    assert record["tasks_lost"] == 1
-    assert record["fallbacks"] == 1
-    assert record["site_availability_pct"]["ec"] == pytest.approx(50.0)
-    assert record["believed_availability_pct"]["ed"] == pytest.approx(90.0)
-
-
-def test_detection_latency_matches_each_failure_with_the_first_detection_after_it() -> None:
-    injections = [Injection("ec", 100.0, 3.0), Injection("cd", 200.0, 1.0), Injection("er", 300.0, 1.0)]
-    detections = [
-        Detection("ec", 99.0, "offline status"),  # before the failure: not this one
-        Detection("ec", 100.25, "offline status"),
-        Detection("cd", 200.75, "detector:down prediction"),
-        Detection("er", 400.0, "offline status"),  # far too late: another failure
-    ]
-    summary = detection_summary(injections, detections, slack_s=5.0)
-    assert summary["failures_injected"] == 3
-    assert summary["failures_detected"] == 2
-    latency = summary["detection_latency_ms"]
-    assert latency["count"] == 2
-    assert latency["mean"] == pytest.approx(500.0)
-    assert latency["p50"] == pytest.approx(500.0)
-    empty = detection_summary([], [])
-    assert empty["detection_latency_ms"]["mean"] is None

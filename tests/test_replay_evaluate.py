@@ -97,6 +97,4 @@ def test_unknown_failure_model_and_engine_source(tmp_path: Path, capsys: pytest.
     assert exc.value.code == 2
     assert main(["evaluate", "--out", str(out), "--engines", "dag-magic", *SMALL]) == 2
     assert "unknown engine source 'magic'" in capsys.readouterr().err
-    assert main(["evaluate", "--out", str(out), "--engines", "dag-svr", *SMALL]) == 2
-    assert "not simulated offline yet" in capsys.readouterr().err
     assert not out.exists()

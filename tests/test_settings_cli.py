@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import warnings
 from pathlib import Path
+from unittest.mock import MagicMock
 
 import pytest
 from pydantic import BaseModel
@@ -11,7 +14,8 @@ from pydantic_settings import BaseSettings
 from edgeoff.ops import settings_from_args
 from mobile_agent.daemon import AgentSettings
 from mobile_agent.daemon import build_parser as agent_parser
-from prediction_worker.daemon import WorkerSettings
+from prediction_worker.availability_trace import AvailabilityWindow
+from prediction_worker.daemon import WorkerSettings, build_worker
 from prediction_worker.daemon import build_parser as worker_parser
 from site_daemon.daemon import SiteSettings
 from site_daemon.daemon import build_parser as site_parser
@@ -65,3 +69,38 @@ def test_a_bad_choice_is_a_usage_error() -> None:
 def test_the_worker_takes_its_heartbeat_interval_from_the_scenario_only() -> None:
     assert "heartbeat_s" not in WorkerSettings.model_fields
     assert "missed_heartbeats" not in WorkerSettings.model_fields
+
+
+@pytest.fixture
+def no_redis(monkeypatch: pytest.MonkeyPatch) -> None:
+    """build_worker without Redis: the store is a stand-in (only the worker's construction is tested)."""
+    monkeypatch.setattr(
+        "prediction_worker.daemon.PredictionStore.from_settings", lambda settings: MagicMock()
+    )
+
+
+@pytest.mark.usefixtures("no_redis")
+def test_the_worker_window_is_the_scenarios_at_the_sites_time_compression(tmp_path: Path) -> None:
+    """prediction_window_h trace hours at the sites' rate, in wall seconds: 24 h at 5400 -> 16 s."""
+    scenario = tmp_path / "scenario.toml"
+    paper = (Path(__file__).parents[1] / "edgeoff" / "scenarios" / "paper.toml").read_text(encoding="utf-8")
+    scenario.write_text(paper.replace("prediction_window_h = 24\n", "prediction_window_h = 12\n"))
+    worker = build_worker(WorkerSettings(time_compression=5400), threading.Event())
+    assert worker.window == AvailabilityWindow(seconds=16.0, trace_h=24.0)
+    worker = build_worker(WorkerSettings(scenario=scenario), threading.Event())
+    assert worker.window == AvailabilityWindow(seconds=12.0, trace_h=12.0)  # at the scenario's 3600
+
+
+@pytest.mark.usefixtures("no_redis")
+def test_the_former_window_settings_are_read_with_a_warning_and_ignored(tmp_path: Path) -> None:
+    env_file = tmp_path / "worker.env"
+    env_file.write_text("EDGEOFF_WORKER_WINDOW_TRACE_H=12\nEDGEOFF_WORKER_TIME_COMPRESSION=7200\n")
+    args = worker_parser().parse_args(["--settings-file", str(env_file), "--window-s", "60"])
+    with pytest.warns(FutureWarning, match="is deprecated and ignored") as caught:
+        settings = settings_from_args(WorkerSettings, args)
+    assert sorted(str(w.message).split()[3] for w in caught) == ["window_s", "window_trace_h"]
+    worker = build_worker(settings, threading.Event())
+    assert worker.window == AvailabilityWindow(seconds=12.0, trace_h=24.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        WorkerSettings()  # nothing to warn about

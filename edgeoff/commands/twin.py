@@ -3,7 +3,9 @@
 Reads RUN_DIR/results.json (configuration, the sites' injected failures) and RUN_DIR/agent.json (the
 agent's twin record), re-simulates the run (edgeoff.evaluation.twin) and prints a table of live against
 simulated figures; the last line is JSON: {"apps", "rt_rel_err", "energy_rel_err", "fallbacks_live",
-"fallbacks_sim", "placements_agree_pct"}.
+"fallbacks_sim", "placements_agree_pct", "truncated"}. The agent's record is bounded (its
+`twin_max_entries`): when it was cut short, one line says so and the comparison covers the recorded
+prefix of the run; a run the agent did not record (`record_twin` off) is refused.
 """
 
 from __future__ import annotations
@@ -50,10 +52,20 @@ def run(args: argparse.Namespace) -> int:
         raise EvaluationError(
             f"{args.run_dir}: no twin record (run it with this version of `edgeoff up`)"
         ) from None
+    if twin is None:
+        raise EvaluationError(
+            f"{args.run_dir}: the agent did not record the run for replay (its record_twin setting is off; "
+            "`edgeoff up` turns it on)"
+        )
     scenario = load_scenario(None if scenario_name.startswith("paper") else scenario_name)
     table = load_node_table()
     chains = chain_means(scenario, dataset, {n: (t.mttf_h, t.mttr_h) for n, t in table.items()})
     report = replay(scenario, config, twin, injected, chains)
+    if report.truncated:
+        print(
+            f"edgeoff twin: the agent's record stopped at its cap of {twin.get('max_entries')} entries "
+            f"(twin_max_entries): comparing only the first {report.apps} complete application runs"
+        )
     _print(report)
     print(json.dumps(report.summary()))
     return 0

@@ -7,9 +7,11 @@ Per step (one task of every repetition, arrays (R,)):
 2. What the engine knows at the clock: the detector view of every site (edgeoff.knowledge), the engine's
    availability input for this task (forecast, MTBF, true state: edgeoff.knowledge.engine_input), and
    the two combined by edgeoff.knowledge.usable_availability, the function the live planner calls.
-3. The engine ranks the actions (MDP Q-values of the task's state, or KubeHybrid's scores) and Algorithm
-   2 runs them in order (edgeoff.decision.next_actions): an attempt on a remote site succeeds when the site
-   is up from the start of the upload to the end of the execution. Otherwise the site fails while it
+3. The engine ranks the actions (MDP Q-values of the task's state, KubeHybrid's scores, or for `dag-*` the
+   expected costs to the end of the run of the plan made at the run's start, ranked anew after each
+   failure: edgeoff.evaluation.dag_runs) and Algorithm 2 runs them in order
+   (edgeoff.decision.next_actions): an attempt on a remote site succeeds when the site is up from the
+   start of the upload to the end of the execution. Otherwise the site fails while it
    holds the task (or was down already, unknown to the detector) and the attempt fails when the detector
    would notice: `detection` after the failure began, not before the upload ends; a failure shorter than
    the detector's delay is never noticed, and the agent gives up at the result deadline. The next action
@@ -33,6 +35,7 @@ from edgeoff.baselines import KubeHybridSettings, kubehybrid_scores
 from edgeoff.cost import CostModel, TaskCosts
 from edgeoff.decision import ResultDeadline, next_actions, solve
 from edgeoff.engines import Engine
+from edgeoff.evaluation.dag_runs import DagRuns
 from edgeoff.evaluation.failures import ChangePath, SiteState
 from edgeoff.evaluation.forecasts import Forecast
 from edgeoff.evaluation.workload import Workload
@@ -143,6 +146,11 @@ def run_lockstep(
     idle_w = model.idle_power_w
     upload_idle, exec_idle = model.upload_idle, sites != m
     fail_idle = sites != m
+    dag = (
+        DagRuns(model, decision, engine.availability, work, memory, inputs.mean_up_h, inputs.mean_down_h, k_h)
+        if engine.ranking == "dag"
+        else None
+    )
 
     for t in range(T):
         active = work.valid[:, t]
@@ -174,7 +182,12 @@ def run_lockstep(
         up_sum += np.where(active[:, None], now_state.up, 0.0)
         decisions += active
 
-        if engine.ranking == "mdp":
+        view = known_down.copy()  # the detector's view at the current attempt
+        if dag is not None:  # the run's plan (made at its start), in this task's state
+            dag.start(t, new_app, known_down, now_state.up, forecast)
+            dag.begin_task(t, active, site_of)
+            q = np.zeros((R, S))
+        elif engine.ranking == "mdp":
             q = np.where(sites == m, 0.0, -np.inf) * np.ones((R, 1))
             rows = np.flatnonzero(active & offloadable)
             if rows.size:
@@ -203,7 +216,11 @@ def run_lockstep(
             rows = np.flatnonzero(pending)
             if rows.size == 0:
                 break
-            a = next_actions(q[rows], excluded[rows])
+            if dag is None:
+                a = next_actions(q[rows], excluded[rows])
+            else:
+                values, barred = dag.ranking(rows, view[rows])
+                a = next_actions(values, excluded[rows] | barred)
             a = np.where(force_local[rows], m, a)
             none = a < 0
             infeasible[rows[none]] += 1
@@ -259,7 +276,10 @@ def run_lockstep(
                 tau[fail_rows] = fail_at[~ok]
                 probe[fail_rows] = tau[fail_rows]
                 later = inputs.path.state_at(probe)
-                excluded[fail_rows] |= inputs.detector.known_down(probe, later)[fail_rows]
+                view[fail_rows] = inputs.detector.known_down(probe, later)[fail_rows]
+                excluded[fail_rows] |= view[fail_rows]
+                if dag is not None:
+                    dag.attempt_failed(fail_rows, af)
                 if engine.recovery == "local":
                     force_local[fail_rows] = True
                 elif engine.recovery == "checkpoint":

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from edgeoff.evaluation.report_tables import failure_model_tables, knowledge_lines, paired_table
+from edgeoff.evaluation.report_tables import dag_table, failure_model_tables, knowledge_lines, paired_table
 
 __all__ = ["PUBLISHED", "write_plots", "write_report", "write_results"]
 
@@ -115,6 +115,7 @@ def write_report(
     lines += paired_table(main)
     if len({s.get("failures", "markov") for s in settings}) > 1:
         lines += failure_model_tables(results, settings)
+    lines += dag_table(results, settings)
     lines += knowledge_lines(config)
     lines += [
         "",

@@ -14,6 +14,7 @@ trips, the site's scheduling, the agent's own waits (reported as `overhead_s_per
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -91,6 +92,7 @@ class TwinReport:
     fallbacks_sim: int
     placements_agree_pct: float
     offloadable_tasks: int
+    truncated: bool = False  # the record is a prefix of the run (the agent's cap)
 
     @property
     def rt_rel_err(self) -> float:
@@ -108,6 +110,7 @@ class TwinReport:
             "fallbacks_live": self.fallbacks_live,
             "fallbacks_sim": self.fallbacks_sim,
             "placements_agree_pct": round(self.placements_agree_pct, 2),
+            "truncated": self.truncated,
         }
 
 
@@ -138,8 +141,10 @@ def replay(
 ) -> TwinReport:
     """Re-simulate a live run; `chains` are the sites' (MTTF, MTTR) in trace hours, (S,) each."""
     runs = _complete_runs(scenario, twin)
+    truncated = bool(twin.get("truncated", False))
     if not runs or twin.get("started_ts") is None:
-        raise EvaluationError("the run recorded no complete application run: nothing to replay")
+        why = " before its cap (twin_max_entries) stopped it" if truncated else ""
+        raise EvaluationError(f"the run recorded no complete application run{why}: nothing to replay")
     engine = get_engine(str(config["engines"][0]))
     compression, time_scale = float(config["time_compression"]), float(config.get("time_scale", 1.0))
     t0 = float(twin["started_ts"])
@@ -181,7 +186,7 @@ def replay(
         app_start_h=np.array([[trace_h(float(app["ts"])) for app, _ in runs]]),
     )
     totals = run_lockstep(sim, engine, work, inputs, KubeHybridSettings())
-    return _compare(
+    report = _compare(
         scenario,
         runs,
         totals.site_of[0],
@@ -189,6 +194,7 @@ def replay(
         float(totals.energy_j[0]),
         int(totals.failures[0]),
     )
+    return dataclasses.replace(report, truncated=truncated)
 
 
 def _compare(

@@ -41,7 +41,14 @@ from launcher.up.broker_setup import (
 )
 from launcher.up.children import Child, Children, StartInterruptedError, last_line, wait_ready
 from launcher.up.progress import Progress, follow
-from launcher.up.report import RunWindow, injection_log, print_table, results_body, run_failure
+from launcher.up.report import (
+    RunWindow,
+    detection_log,
+    injection_log,
+    print_table,
+    results_body,
+    run_failure,
+)
 from launcher.up.workdir import remove_stale, work_folder
 
 __all__ = ["CONNECTION_FILE", "run"]
@@ -138,7 +145,9 @@ def _start_daemons(
         **brokers.env("EDGEOFF_WORKER_", WORKER),
         "EDGEOFF_WORKER_HEALTH_FILE": str(health / "prediction-worker.json"),
     }
-    worker_args = ["--dataset", args.dataset, *scenario_args]
+    # the sites' failure rate: the worker's availability window is the scenario's at this rate
+    worker_args = ["--dataset", args.dataset, "--time-compression", str(args.time_compression)]
+    worker_args += scenario_args
     child = children.start("prediction-worker", [python, "-m", "prediction_worker", *worker_args], env)
     waiting.append((child, health / "prediction-worker.json"))
     wait_ready(waiting, DAEMON_START_TIMEOUT_S, interrupted)
@@ -152,6 +161,8 @@ def _start_daemons(
         "EDGEOFF_AGENT_TIME_SCALE": str(args.time_scale),
         "EDGEOFF_AGENT_TIME_COMPRESSION": str(args.time_compression),
         "EDGEOFF_AGENT_HEALTH_FILE": str(health / "agent.json"),
+        "EDGEOFF_AGENT_RECORD_TWIN": "true",  # `edgeoff twin RUN_DIR` replays it
+        "EDGEOFF_AGENT_DETECTION_LOG": str(detection_log(children.logs)),
     }
     agent_args = ["--out", str(agent_out), *scenario_args]
     agent = children.start("agent", [python, "-m", "mobile_agent", *agent_args], agent_env)

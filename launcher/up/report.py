@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from rich.console import Console
 from rich.table import Table
@@ -30,7 +30,16 @@ from launcher.up.broker_setup import Brokers
 from launcher.up.children import Child, Children
 from mobile_agent.meter import Detection, Injection, detection_summary
 
-__all__ = ["RunWindow", "injection_log", "print_table", "read_injections", "results_body", "run_failure"]
+__all__ = [
+    "RunWindow",
+    "detection_log",
+    "injection_log",
+    "print_table",
+    "read_detections",
+    "read_injections",
+    "results_body",
+    "run_failure",
+]
 
 
 @dataclass(frozen=True)
@@ -46,8 +55,17 @@ def injection_log(logs: Path, site: str) -> Path:
     return logs / f"site-{site}.injections.jsonl"
 
 
-def read_injections(path: Path) -> list[Injection]:
-    """The failures a site recorded (a missing file: none; an unreadable line is skipped)."""
+def detection_log(logs: Path) -> Path:
+    """Where the agent of this run records every detection of a failed site."""
+    return logs / "agent.detections.jsonl"
+
+
+T = TypeVar("T")
+
+
+def _read_records(path: Path, parse: Callable[[dict[str, Any]], T]) -> list[T]:
+    """The records of a JSON-lines file a daemon appends to (missing: none; a line it cannot parse, cut
+    short when the daemon was killed, is skipped)."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
@@ -55,11 +73,28 @@ def read_injections(path: Path) -> list[Injection]:
     out = []
     for line in lines:
         try:
-            raw = json.loads(line)
-            out.append(Injection(site=str(raw["site"]), ts=float(raw["ts"]), down_s=float(raw["down_s"])))
+            out.append(parse(json.loads(line)))
         except (ValueError, KeyError, TypeError):
-            continue  # a line cut short when the site was killed
+            continue
     return out
+
+
+def read_detections(path: Path) -> list[Detection]:
+    """The detections the agent recorded, in time order."""
+
+    def parse(raw: dict[str, Any]) -> Detection:
+        return Detection(site=str(raw["site"]), ts=float(raw["ts"]), how=str(raw["how"]))
+
+    return sorted(_read_records(path, parse), key=lambda d: d.ts)
+
+
+def read_injections(path: Path) -> list[Injection]:
+    """The failures a site recorded."""
+
+    def parse(raw: dict[str, Any]) -> Injection:
+        return Injection(site=str(raw["site"]), ts=float(raw["ts"]), down_s=float(raw["down_s"]))
+
+    return _read_records(path, parse)
 
 
 def detectable(injections: Sequence[Injection], detection_s: float, window: RunWindow) -> list[Injection]:
@@ -84,7 +119,11 @@ def results_body(
         (i for c in children.started if c.name.startswith("site-") for i in read_injections(_log_of(c))),
         key=lambda i: i.ts,
     )
-    detections = [Detection(d["site"], d["ts"], d["how"]) for d in record.pop("detections")]
+    # every detection is in the agent's log; its record keeps only the first ones (bounded memory)
+    first = [Detection(d["site"], d["ts"], d["how"]) for d in record.pop("detections")]
+    logged = read_detections(detection_log(children.logs))
+    record.pop("detections_count", None)
+    detections = logged if len(logged) > len(first) else sorted(first, key=lambda d: d.ts)
     record.update(detection_summary(injections, detections))
     record["failures_detectable"] = len(detectable(injections, scenario.detection.detection_s, window))
     fallback_log = record.pop("fallback_log")

@@ -37,7 +37,9 @@ def test_twin_replays_a_short_live_run(tmp_path: Path) -> None:
         "fallbacks_live",
         "fallbacks_sim",
         "placements_agree_pct",
+        "truncated",
     }
+    assert figures["truncated"] is False  # a short run fits under the agent's cap
     live = json.loads((out / "results.json").read_text())["results"][0]
     assert 0 < figures["apps"] <= live["apps"]
     # the same workload, failures and views: the model explains the live run up to the system's overhead
