@@ -19,7 +19,7 @@ from typing import Any
 
 import msgpack
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from edgeoff.cost import CostModel
@@ -117,6 +117,7 @@ class CheckingTaskStore:
     def __init__(self) -> None:
         self.claims: dict[tuple[str, int], str] = {}
         self.wrong: list[str] = []
+        self.agents: list[str] = []
 
     def _check_lease(self, lease_ms: int) -> None:
         if not (isinstance(lease_ms, int) and 0 < lease_ms <= MAX_LEASE_MS):
@@ -126,8 +127,7 @@ class CheckingTaskStore:
         out: list[ClaimOutcome] = []
         for claim in claims:
             self._check_lease(claim.lease_ms)
-            if claim.agent != AGENT:
-                self.wrong.append(f"fence of agent {claim.agent!r}")
+            self.agents.append(claim.agent)  # whose fence the site reads: the request's agent
             key = (claim.task_id, claim.attempt)
             out.append("taken" if key in self.claims else "claimed")
             self.claims.setdefault(key, site)
@@ -229,6 +229,7 @@ VALID_TASK = {
 
 @EXAMPLES
 @given(data=fields(VALID_TASK, NUMBERS), n=st.integers(0, 10**9))
+@example(data={**VALID_TASK, "agent": "ed"}, n=7)  # another agent's valid id: its own fence is read
 def test_the_site_drops_or_claims_every_task_and_never_raises(
     site: SiteDaemon, data: dict[str, Any], n: int
 ) -> None:
@@ -236,6 +237,7 @@ def test_the_site_drops_or_claims_every_task_and_never_raises(
         data["task_id"] = f"t-{n}"  # a fresh attempt each time, so an accepted one is claimed
     payload = packed(data)
     before = dict(site.counters.snapshot())
+    agents_before = len(site.store.agents)  # type: ignore[attr-defined]
     message = Message(topic=topics.site_topic("ed", "tasks"), payload=payload, qos=1, retain=False)
     site._handle_batch([message, message])  # a duplicate in the same batch, too
     deadline = time.monotonic() + 10.0
@@ -250,6 +252,10 @@ def test_the_site_drops_or_claims_every_task_and_never_raises(
     if refused(decode_msgpack, TaskRequest, payload):
         assert dropped(after) - dropped(before) == 2
     else:
+        # any valid agent id may send a task (the broker lets every agent account publish tasks), and the
+        # site reads the fence of the agent the request names, never another's
+        agent = decode_msgpack(TaskRequest, payload).agent
+        assert set(site.store.agents[agents_before:]) <= {agent}  # type: ignore[attr-defined]
         claimed = after.get("tasks_claimed", 0) - before.get("tasks_claimed", 0)
         duplicate = after.get("tasks_duplicate", 0) - before.get("tasks_duplicate", 0)
         assert (claimed, duplicate) in ((1, 1), (0, 2))
