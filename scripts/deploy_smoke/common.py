@@ -91,6 +91,27 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def observer_sub(topic: str, *, count: int, wait_s: int) -> str:
+    """The shell line that reads `count` messages of `topic` (retained first) as the observer, inside a
+    broker container of the deployment (its passwords under /mosquitto/secrets), for at most `wait_s` s."""
+    return (
+        'mosquitto_sub -h 127.0.0.1 -u observer -P "$(cat /mosquitto/secrets/passwords/observer)" '
+        f"-t '{topic}' -v -C {count} -W {wait_s}"
+    )
+
+
+def json_messages(out: str) -> list[tuple[str, dict[str, object]]]:
+    """(topic, payload) of each `mosquitto_sub -v` line whose payload is JSON; other lines are skipped."""
+    messages = []
+    for line in out.splitlines():
+        name, _, payload = line.partition(" ")
+        try:
+            messages.append((name, json.loads(payload)))
+        except ValueError:
+            continue
+    return messages
+
+
 def digest(*parts: str | bytes) -> str:
     """A short content hash of the parts (in order): the cache key of what they build."""
     h = hashlib.sha256()

@@ -17,7 +17,18 @@ import sys
 import time
 from pathlib import Path
 
-from .common import CACHE, REPO, SmokeError, Summary, ensure_packages, free_port, run, wait_for
+from .common import (
+    CACHE,
+    REPO,
+    SmokeError,
+    Summary,
+    ensure_packages,
+    free_port,
+    json_messages,
+    observer_sub,
+    run,
+    wait_for,
+)
 from .docker import DOCKER, Docker
 from .freeze import freeze_main_thread
 
@@ -73,19 +84,9 @@ class Compose:
 
     def mqtt_read(self, topic: str, *, count: int, wait_s: int) -> list[tuple[str, dict[str, object]]]:
         """Messages on `topic` (retained first) read as the observer inside the broker's container."""
-        script = (
-            f'mosquitto_sub -h 127.0.0.1 -u observer -P "$(cat /mosquitto/secrets/passwords/observer)" '
-            f"-t '{topic}' -v -C {count} -W {wait_s}"
-        )
+        script = observer_sub(topic, count=count, wait_s=wait_s)
         out = self("exec", "-T", "mosquitto", "sh", "-c", script, check=False, timeout=wait_s + 30)
-        messages = []
-        for line in out.splitlines():
-            name, _, payload = line.partition(" ")
-            try:
-                messages.append((name, json.loads(payload)))
-            except ValueError:
-                continue
-        return messages
+        return json_messages(out)
 
     def logs(self, service: str, since: float) -> str:
         return self("logs", "--no-color", "--since", str(int(since)), service, check=False)

@@ -17,7 +17,18 @@ import sys
 import time
 from pathlib import Path
 
-from .common import CACHE, REPO, SmokeError, Summary, ensure_packages, log, run, wait_for
+from .common import (
+    CACHE,
+    REPO,
+    SmokeError,
+    Summary,
+    ensure_packages,
+    json_messages,
+    log,
+    observer_sub,
+    run,
+    wait_for,
+)
 from .docker import Docker
 from .k8s_cluster import PAUSE_GO, PAUSE_IMAGE, RUN, Cluster, build_binaries
 
@@ -122,21 +133,11 @@ def _all_ready(cluster: Cluster) -> bool:
 
 
 def _mqtt(cluster: Cluster, topic: str, count: int) -> list[tuple[str, dict[str, object]]]:
-    script = (
-        'mosquitto_sub -h 127.0.0.1 -u observer -P "$(cat /mosquitto/secrets/passwords/observer)" '
-        f"-t '{topic}' -v -C {count} -W 5"
-    )
+    script = observer_sub(topic, count=count, wait_s=5)
     out = cluster.kubectl(
         "-n", "edgeoff", "exec", "deploy/mosquitto", "--", "sh", "-c", script, check=False, timeout=60
     )
-    messages = []
-    for line in out.splitlines():
-        name, _, payload = line.partition(" ")
-        try:
-            messages.append((name, json.loads(payload)))
-        except ValueError:
-            continue
-    return messages
+    return json_messages(out)
 
 
 def _persistent_volumes(cluster: Cluster) -> None:

@@ -224,6 +224,21 @@ def _apps_done(node: Node) -> int:
         return 0
 
 
+def _signal_to_active(node: Node, unit: str, signal: str, *, restart_s: float) -> float:
+    """Send `signal` to the unit's main process, wait for systemd to restart it (within `restart_s`) and
+    for it to be active again; the seconds from the signal to active."""
+    restarts = int(node.show(unit, "NRestarts")["NRestarts"])
+    sent_at = time.monotonic()
+    node.sh(f"systemctl kill --kill-who=main -s {signal} {unit}")
+    wait_for(
+        f"a restart of {unit}",
+        lambda: int(node.show(unit, "NRestarts")["NRestarts"]) > restarts,
+        timeout=restart_s,
+    )
+    wait_for(f"{unit} active again", lambda: _active(node, unit), timeout=120)
+    return time.monotonic() - sent_at
+
+
 def _active(node: Node, unit: str) -> bool:
     return node.sh(f"systemctl is-active {unit}", check=False).strip() == "active"
 
@@ -251,32 +266,15 @@ def _checks(summary: Summary, node: Node) -> None:
     summary.check("WatchdogTimestamp advances", int(later) > int(first), f"{first} -> {later} us")
 
     # SIGSTOP: the loop stops pinging; systemd's watchdog (30 s) aborts the daemon and restarts it.
-    restarts = int(node.show("edgeoff-site@ec", "NRestarts")["NRestarts"])
-    stopped_at = time.monotonic()
-    node.sh("systemctl kill --kill-who=main -s SIGSTOP edgeoff-site@ec")
-    wait_for(
-        "a watchdog restart of edgeoff-site@ec",
-        lambda: int(node.show("edgeoff-site@ec", "NRestarts")["NRestarts"]) > restarts,
-        timeout=90,
-    )
-    wait_for("edgeoff-site@ec active again", lambda: _active(node, "edgeoff-site@ec"), timeout=120)
-    summary.figure("sigstop_to_active_s", time.monotonic() - stopped_at)
+    summary.figure("sigstop_to_active_s", _signal_to_active(node, "edgeoff-site@ec", "SIGSTOP", restart_s=90))
     journal = node.sh("journalctl --no-pager -u edgeoff-site@ec -o cat")
     summary.check(
         "SIGSTOP leads to a watchdog restart", "Watchdog timeout" in journal, "journal: Watchdog timeout"
     )
 
-    restarts = int(node.show("edgeoff-worker", "NRestarts")["NRestarts"])
-    killed_at = time.monotonic()
-    node.sh("systemctl kill --kill-who=main -s SIGKILL edgeoff-worker")
-    wait_for(
-        "a restart of edgeoff-worker",
-        lambda: int(node.show("edgeoff-worker", "NRestarts")["NRestarts"]) > restarts,
-        timeout=30,
-    )
-    wait_for("edgeoff-worker active again", lambda: _active(node, "edgeoff-worker"), timeout=120)
-    summary.figure("sigkill_to_active_s", time.monotonic() - killed_at)
-    summary.check("SIGKILL leads to a restart", True, f"{time.monotonic() - killed_at:.0f} s")
+    killed_s = _signal_to_active(node, "edgeoff-worker", "SIGKILL", restart_s=30)
+    summary.figure("sigkill_to_active_s", killed_s)
+    summary.check("SIGKILL leads to a restart", True, f"{killed_s:.0f} s")
 
     # A configuration error: a third site without its own metrics port collides with ed's (9101): exit 2,
     # and RestartPreventExitStatus=2 keeps it from restarting every 2 s until the start limit.
